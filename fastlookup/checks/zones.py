@@ -1,0 +1,180 @@
+"""Blocklist zones: built-in profiles, config merging, access-key masking.
+
+A bare zone name does the right thing: the common lists ship with their
+listing codes and error codes (Spamhaus, Barracuda, SpamCop, s5h, dnswl,
+URIBL, SURBL, ...), matched by suffix so a Spamhaus DQS zone carrying an
+access key (``KEY.zen.dq.spamhaus.net``) gets the zen profile too. A key
+label is never shown: ``Zone.display`` masks it (``***.zen.dq.spamhaus.net``)
+and only ``display`` goes into results, replies and logs.
+
+Zones may also be written in Postfix/postscreen form:
+``zone=127.0.0.[2..11]*2`` (reply filter, then weight).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..config import ZoneConfig
+from ..errors import ConfigError, InvalidArgument
+from ..names import normalize_domain
+from .codes import CodeFilter
+
+__all__ = ["Zone", "Profile", "PROFILES", "ZoneRegistry", "DEFAULT_ERRORS"]
+
+SPAMHAUS_ERRORS = ("127.255.255.252-127.255.255.255",)
+#: Error codes assumed for a list without a profile: 127.0.0.1 is the RFC 5782
+#: "must not be listed" point, used by several lists for "refused"; the
+#: 127.255.255.0/24 block is the common "query refused / over quota" range.
+DEFAULT_ERRORS = ("127.0.0.1", "127.255.255.0/24")
+ANY_LOOPBACK = ("127.0.0.0/8",)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    codes: tuple[str, ...]
+    errors: tuple[str, ...] = DEFAULT_ERRORS
+    weight: float = 1.0
+    allow: bool = False
+    keyed: bool = False  # the label before the suffix is an access key
+    targets: tuple[str, ...] = ("client", "helo", "sender")
+
+
+PROFILES: dict[str, Profile] = {
+    "zen.spamhaus.org": Profile(("127.0.0.2-127.0.0.11",), SPAMHAUS_ERRORS),
+    "sbl.spamhaus.org": Profile(("127.0.0.2-127.0.0.3",), SPAMHAUS_ERRORS),
+    "xbl.spamhaus.org": Profile(("127.0.0.4-127.0.0.7",), SPAMHAUS_ERRORS),
+    "sbl-xbl.spamhaus.org": Profile(("127.0.0.2-127.0.0.7",), SPAMHAUS_ERRORS),
+    "pbl.spamhaus.org": Profile(("127.0.0.10-127.0.0.11",), SPAMHAUS_ERRORS),
+    "dbl.spamhaus.org": Profile(("127.0.1.2-127.0.1.99", "127.0.1.102-127.0.1.199"), ("127.0.1.255",) + SPAMHAUS_ERRORS),
+    "zrd.spamhaus.org": Profile(("127.0.2.2-127.0.2.24",), ("127.0.1.255",) + SPAMHAUS_ERRORS),
+    "zen.dq.spamhaus.net": Profile(("127.0.0.2-127.0.0.11",), SPAMHAUS_ERRORS, keyed=True),
+    "sbl.dq.spamhaus.net": Profile(("127.0.0.2-127.0.0.3",), SPAMHAUS_ERRORS, keyed=True),
+    "xbl.dq.spamhaus.net": Profile(("127.0.0.4-127.0.0.7",), SPAMHAUS_ERRORS, keyed=True),
+    "pbl.dq.spamhaus.net": Profile(("127.0.0.10-127.0.0.11",), SPAMHAUS_ERRORS, keyed=True),
+    "dbl.dq.spamhaus.net": Profile(
+        ("127.0.1.2-127.0.1.99", "127.0.1.102-127.0.1.199"), ("127.0.1.255",) + SPAMHAUS_ERRORS, keyed=True
+    ),
+    "b.barracudacentral.org": Profile(("127.0.0.2",)),
+    "bl.spamcop.net": Profile(("127.0.0.2",)),
+    "all.s5h.net": Profile(("127.0.0.2",)),
+    "psbl.surriel.com": Profile(("127.0.0.2",)),
+    "ix.dnsbl.manitu.net": Profile(("127.0.0.2",)),
+    "bl.mailspike.net": Profile(("127.0.0.2", "127.0.0.10-127.0.0.14")),
+    "dnsbl.dronebl.org": Profile(("127.0.0.2-127.0.0.255",), ("127.0.0.1",)),
+    # dnswl.org: 127.0.<category>.<trust 0..3>; 127.0.0.255 = query limit exceeded.
+    "list.dnswl.org": Profile(("127.0.[0..20].[0..3]",), ("127.0.0.255",), weight=-2.0, allow=True),
+    "swl.spamhaus.org": Profile(("127.0.2.0-127.0.2.255",), SPAMHAUS_ERRORS, weight=-2.0, allow=True),
+    # URIBL/SURBL are bitmask lists; 127.0.0.1 means "query refused".
+    "multi.uribl.com": Profile(("127.0.0.2-127.0.0.14",), ("127.0.0.1", "127.0.0.255"), targets=("helo", "sender")),
+    "black.uribl.com": Profile(("127.0.0.2",), ("127.0.0.1",), targets=("helo", "sender")),
+    "multi.surbl.org": Profile(("127.0.0.2-127.0.0.254",), ("127.0.0.1",), targets=("helo", "sender")),
+}
+
+GENERIC = Profile(ANY_LOOPBACK)
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """One blocklist as the checks use it."""
+
+    name: str  # the query suffix, key included
+    display: str  # what results, replies and logs show
+    codes: CodeFilter
+    errors: CodeFilter
+    weight: float = 1.0
+    message: str | None = None
+    targets: tuple[str, ...] = ("client", "helo", "sender")
+    allow: bool = False
+
+    def classify(self, codes: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+        """(listing codes, list_error) of an A answer; RFC 5782 §2.3 codes are 127/8."""
+        listed = []
+        error = False
+        for code in codes:
+            if self.errors.match(code) or not code.startswith("127."):
+                error = True
+            elif self.codes.match(code):
+                listed.append(code)
+        return tuple(listed), error and not listed
+
+
+def _profile_for(name: str) -> tuple[Profile, str]:
+    """The profile of ``name`` (exact or by suffix) and its display name."""
+    profile = PROFILES.get(name)
+    if profile is not None:
+        return profile, name
+    for suffix, profile in PROFILES.items():
+        if name.endswith("." + suffix):
+            display = "***." + suffix if profile.keyed else name
+            return profile, display
+    return GENERIC, name
+
+
+def _split_spec(spec: str) -> tuple[str, str | None, float | None]:
+    """``zone[=pattern][*weight]`` -> (zone, pattern, weight)."""
+    weight = None
+    if "*" in spec:
+        spec, w = spec.rsplit("*", 1)
+        weight = float(w)
+    pattern = None
+    if "=" in spec:
+        spec, pattern = spec.split("=", 1)
+    return spec, pattern, weight
+
+
+@dataclass
+class ZoneRegistry:
+    """The configured zones by name, built zones cached, and zones taken out of use.
+
+    ``disabled`` is set by list-health monitoring: a zone in it is answered as
+    ``unknown`` with status ``disabled`` (fail open) without a query.
+    """
+
+    dnsbl_config: Mapping[str, ZoneConfig] = field(default_factory=dict)
+    rhsbl_config: Mapping[str, ZoneConfig] = field(default_factory=dict)
+    disabled: set[str] = field(default_factory=set)
+    _built: dict[tuple[str, str], Zone] = field(default_factory=dict)
+
+    def get(self, spec: str, kind: str = "dnsbl") -> Zone:
+        """The Zone for a name or ``zone=pattern*weight`` spec; InvalidArgument if not a name."""
+        cached = self._built.get((kind, spec))
+        if cached is not None:
+            return cached
+        name, pattern, weight = _split_spec(spec)
+        try:
+            name = normalize_domain(name, "zone")
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"zones: {spec[:80]!r} is not a zone name") from exc
+        table = self.dnsbl_config if kind == "dnsbl" else self.rhsbl_config
+        conf = table.get(name) or ZoneConfig()
+        profile, display = _profile_for(name)
+        where = f"{kind}.{display}"
+        try:
+            codes = CodeFilter.parse((pattern,) if pattern else conf.codes or profile.codes, where + ".codes")
+            errors = CodeFilter.parse(conf.errors if conf.errors is not None else profile.errors, where + ".errors")
+        except ConfigError as exc:
+            raise InvalidArgument(str(exc)) from None
+        zone = Zone(
+            name=name,
+            display=display,
+            codes=codes,
+            errors=errors,
+            weight=weight if weight is not None else (conf.weight if conf.weight is not None else profile.weight),
+            message=conf.message,
+            targets=conf.targets if conf.targets is not None else profile.targets,
+            allow=conf.allow if conf.allow is not None else profile.allow,
+        )
+        if len(self._built) < 10000:  # client-named zones must not grow this without bound
+            self._built[(kind, spec)] = zone
+        return zone
+
+    def many(self, specs, kind: str = "dnsbl") -> tuple[Zone, ...]:
+        if isinstance(specs, str) or not isinstance(specs, (list, tuple)):
+            raise InvalidArgument("zones: expected a list of zone names")
+        return tuple(self.get(s, kind) if isinstance(s, str) else _bad_zone(s) for s in specs)
+
+
+def _bad_zone(value) -> Zone:
+    raise InvalidArgument(f"zones: expected zone names (strings), got {type(value).__name__}")

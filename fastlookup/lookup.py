@@ -1,0 +1,97 @@
+"""Run a check's pure logic against the cache, resolving only what it misses.
+
+Every method (``dnsbl``, ``fcrdns``, ``check``...) is written once, as a pure
+function ``evaluate(get) -> result`` where ``get(name, rdtype)`` returns an
+``Answer`` or None when the answer is not known yet. It must carry on past a
+None (so one pass discovers every question it can ask in parallel) and its
+result is only used once a pass had no None.
+
+* ``try_sync`` runs one pass on memory hits alone: when nothing is missing
+  the result is final and no task, future or await was needed — the hot path.
+* ``run`` repeats passes: the questions a pass missed are resolved together
+  (concurrently, coalesced), then the pure logic runs again, until nothing is
+  missing or the deadline has passed, when missing answers become ``timeout``
+  and the logic fails open on them.
+
+So there is one tree of logic for the sync and the async path, and a check
+with N zones asks its N questions at once.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from .model import Answer
+from .resolver import Question, Resolver
+
+__all__ = ["Get", "Lookup", "try_sync", "run", "MISSING", "MAX_ROUNDS"]
+
+T = TypeVar("T")
+Get = Callable[[str, str], "Answer | None"]
+
+#: A check's chain of dependent questions is short (PTR -> A, A -> TXT,
+#: MX -> A); this bounds a buggy evaluator that keeps asking new questions.
+MAX_ROUNDS = 8
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+#: Returned by ``try_sync`` when the memory tier could not answer everything.
+MISSING = _Missing()
+
+
+class Lookup:
+    """The ``get`` handed to evaluators: known answers, then memory, else record a miss."""
+
+    __slots__ = ("resolver", "known", "missing")
+
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.known: dict[Question, Answer] = {}
+        self.missing: list[Question] = []
+
+    def __call__(self, name: str, rdtype: str) -> Answer | None:
+        if self.known:
+            answer = self.known.get((name, rdtype))
+            if answer is not None:
+                return answer
+        answer = self.resolver.peek(name, rdtype)
+        if answer is None:
+            self.missing.append((name, rdtype))
+        else:
+            self.known[(name, rdtype)] = answer
+        return answer
+
+
+def try_sync(resolver: Resolver, evaluate: Callable[[Get], T]) -> tuple[T | _Missing, Lookup]:
+    """One pass on memory alone; ``(result, lookup)`` or ``(MISSING, lookup)``."""
+    lookup = Lookup(resolver)
+    result = evaluate(lookup)
+    if lookup.missing:
+        return MISSING, lookup
+    return result, lookup
+
+
+async def run(resolver: Resolver, evaluate: Callable[[Get], T], deadline: float, lookup: Lookup | None = None) -> T:
+    """Evaluate with upstream help until complete or ``deadline`` (on ``resolver.clock``)."""
+    if lookup is None:
+        result, lookup = try_sync(resolver, evaluate)
+        if result is not MISSING:
+            return result  # type: ignore[return-value]
+    for _ in range(MAX_ROUNDS):
+        missing = list(dict.fromkeys(lookup.missing))
+        lookup.missing.clear()
+        lookup.known.update(await resolver.resolve_many(missing, deadline))
+        result = evaluate(lookup)
+        if not lookup.missing:
+            return result
+    # Still asking after MAX_ROUNDS: answer what is left with timeout.
+    for question in lookup.missing:
+        lookup.known[question] = Answer("timeout", (), 0, "upstream")
+    lookup.missing.clear()
+    return evaluate(lookup)

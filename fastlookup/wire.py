@@ -1,0 +1,144 @@
+"""Sans-IO MessagePack-RPC framing: bytes in, messages out, and back.
+
+The stream is a sequence of msgpack arrays with no length prefix
+(``../shared/protocol.md``). Nothing here does I/O, so the server, the sync
+client and the tests share one implementation of the framing rules:
+
+* request      ``[0, msgid, method, params]``
+* response     ``[1, msgid, error, result]``
+* notification ``[2, method, params]``
+
+``params`` is an empty array or an array holding exactly one map. Standard
+library and msgpack only: the sync client imports this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, NamedTuple
+
+import msgpack
+
+from .errors import BadRequest, TooLarge
+
+__all__ = [
+    "REQUEST",
+    "RESPONSE",
+    "NOTIFICATION",
+    "MAX_MSGID",
+    "Request",
+    "Decoder",
+    "FramingError",
+    "parse_request",
+    "encode_request",
+    "encode_response",
+    "encode_error",
+]
+
+REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
+MAX_MSGID = 2**32 - 1
+DEFAULT_MAX_FRAME = 1 << 20
+
+
+class FramingError(Exception):
+    """The byte stream is not msgpack (or a frame cannot fit): close the connection."""
+
+
+class Request(NamedTuple):
+    """A parsed request or notification (``msgid`` is None for a notification)."""
+
+    msgid: int | None
+    method: str
+    args: dict
+
+
+class Decoder:
+    """A streaming decoder: ``feed(data)`` then iterate ``(obj, size)`` pairs.
+
+    ``size`` is the frame's byte length, so an over-limit frame that did fit
+    in the buffer can still be answered with ``too_large`` by msgid. A frame
+    too big to buffer at all raises ``FramingError`` (the connection closes:
+    there is no way to resynchronise a msgpack stream).
+    """
+
+    __slots__ = ("_unpacker", "_offset", "max_frame")
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        # Room for one whole over-limit frame plus a read's worth, so the
+        # frame can be measured and refused by msgid.
+        self._unpacker = msgpack.Unpacker(
+            raw=False, max_buffer_size=2 * max_frame + (1 << 18), strict_map_key=False, use_list=True
+        )
+        self._offset = 0
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self._unpacker.feed(data)
+        except msgpack.BufferFull:
+            raise FramingError(f"a frame larger than {self.max_frame} bytes") from None
+
+    def __iter__(self) -> Iterator[tuple[Any, int]]:
+        unpacker = self._unpacker
+        while True:
+            try:
+                obj = unpacker.unpack()
+            except msgpack.OutOfData:
+                return
+            except (ValueError, msgpack.UnpackException, msgpack.StackError) as exc:
+                raise FramingError(f"not msgpack: {exc}") from None
+            end = unpacker.tell()
+            size, self._offset = end - self._offset, end
+            yield obj, size
+
+
+def parse_request(obj: Any, size: int = 0, max_frame: int = DEFAULT_MAX_FRAME) -> Request:
+    """Validate a decoded object as a request or notification.
+
+    Raises ``BadRequest`` (with ``msgid`` attribute when one was readable) or
+    ``TooLarge``.
+    """
+    msgid = None
+    if type(obj) is list and len(obj) == 4 and obj[0] == REQUEST:
+        _, msgid, method, params = obj
+        if type(msgid) is not int or not 0 <= msgid <= MAX_MSGID:
+            raise _bad("msgid must be an unsigned 32-bit integer", None)
+    elif type(obj) is list and len(obj) == 3 and obj[0] == NOTIFICATION:
+        _, method, params = obj
+    else:
+        raise _bad("not a msgpack-rpc request: expected [0, msgid, method, params]", None)
+    if size > max_frame:
+        exc = TooLarge(f"frame of {size} bytes is over the limit of {max_frame}")
+        exc.msgid = msgid  # type: ignore[attr-defined]
+        raise exc
+    if type(method) is not str:
+        raise _bad("method must be a string", msgid)
+    if type(params) is not list or len(params) > 1:
+        raise _bad("params must be an array that is empty or holds one map", msgid)
+    if params:
+        args = params[0]
+        if type(args) is not dict:
+            raise _bad("params[0] must be a map of named arguments", msgid)
+    else:
+        args = {}
+    return Request(msgid, method, args)
+
+
+def _bad(message: str, msgid: int | None) -> BadRequest:
+    exc = BadRequest(message)
+    exc.msgid = msgid  # type: ignore[attr-defined]
+    return exc
+
+
+_packer = msgpack.Packer(autoreset=True, use_bin_type=True)
+
+
+def encode_request(msgid: int, method: str, args: dict | None = None) -> bytes:
+    return _packer.pack([REQUEST, msgid, method, [args] if args else []])
+
+
+def encode_response(msgid: int | None, result: Any) -> bytes:
+    return _packer.pack([RESPONSE, msgid, None, result])
+
+
+def encode_error(msgid: int | None, code: str, message: str) -> bytes:
+    return _packer.pack([RESPONSE, msgid, {"code": code, "message": message}, None])

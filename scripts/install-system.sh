@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install the Debian packages fastlookup's tests and benchmarks run for real:
+# redis-server, rbldnsd, unbound, ucspi-tcp (tcpserver, rblsmtpd), postfix,
+# swaks, python3-venv. No package may start a system-wide daemon on a
+# standard port, so a temporary policy-rc.d refuses every start while we install.
+set -euo pipefail
+
+PKGS=(python3 python3-venv python3-dev gcc redis-server redis-tools rbldnsd unbound
+      ucspi-tcp postfix swaks procps iproute2)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+policy=/usr/sbin/policy-rc.d
+had_policy=0
+[ -e "$policy" ] && had_policy=1
+if [ $had_policy -eq 0 ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# postfix asks for a mailer type; "No configuration" installs it without a running MTA.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+APT=($SUDO apt-get -y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+"${APT[@]}" install --no-install-recommends "${missing[@]}" || {
+    "${APT[@]}" update
+    "${APT[@]}" install --no-install-recommends "${missing[@]}"
+}
