@@ -65,6 +65,8 @@ class ServerConfig:
     max_in_flight: int = field(default=10000, metadata=_range(1, 1_000_000))
     loop: str = field(default="auto", metadata=_choice("auto", "uvloop", "asyncio"))
     grace_s: float = field(default=5.0, metadata=_range(0, 300))
+    # Deadline of a lookup call that names none (checks use their policy's deadline_s).
+    deadline_s: float = field(default=2.0, metadata=_range(0.01, 60))
 
 
 @dataclass(frozen=True, slots=True)

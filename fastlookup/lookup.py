@@ -24,7 +24,7 @@ from typing import Callable, TypeVar
 from .model import Answer
 from .resolver import Question, Resolver
 
-__all__ = ["Get", "Lookup", "try_sync", "run", "MISSING", "MAX_ROUNDS"]
+__all__ = ["Get", "Lookup", "try_sync", "run", "final", "MISSING", "MAX_ROUNDS"]
 
 T = TypeVar("T")
 Get = Callable[[str, str], "Answer | None"]
@@ -66,6 +66,15 @@ class Lookup:
         else:
             self.known[(name, rdtype)] = answer
         return answer
+
+
+def final(get: Get) -> bool:
+    """True when the pass in progress has missed nothing so far: its result will be used.
+
+    Evaluators call it at the end of a pass to do a once-per-call side effect
+    (a verdict's log line) only on the pass whose result is returned.
+    """
+    return not getattr(get, "missing", ())
 
 
 def try_sync(resolver: Resolver, evaluate: Callable[[Get], T]) -> tuple[T | _Missing, Lookup]:

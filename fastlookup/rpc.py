@@ -27,6 +27,8 @@ from .stats import Stats
 
 __all__ = ["Context", "Ready", "prepare", "METHODS", "LOOKUP_METHODS"]
 
+#: An evaluator may carry ``deadline_s`` (seconds from the call's start; the
+#: server's ``deadline_s`` otherwise): a ``check`` answers by its policy's.
 Evaluate = Callable[[Get], Any]
 
 
@@ -180,7 +182,7 @@ def m_batch(ctx: Context, args: dict):
             parts.append((exc.to_wire(), None))
 
     def evaluate(get: Get) -> Any:
-        results = []
+        results: list = []
         for error, sub in parts:
             if error is not None:
                 results.append([error, None])
@@ -190,6 +192,11 @@ def m_batch(ctx: Context, args: dict):
                 results.append([None, sub(get)])
         return {"results": results}
 
+    # A batch holding checks waits as long as its slowest policy allows.
+    deadlines = [getattr(sub, "deadline_s", None) for _, sub in parts]
+    deadlines = [d for d in deadlines if d is not None]
+    if deadlines:
+        evaluate.deadline_s = max(deadlines)  # type: ignore[attr-defined]
     return evaluate
 
 
