@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Install the Debian packages fastlookup's tests and benchmarks run for real:
 # redis-server, rbldnsd, unbound, ucspi-tcp (tcpserver, rblsmtpd), postfix,
-# swaks, python3-venv. No package may start a system-wide daemon on a
+# python3-venv. No package may start a system-wide daemon on a
 # standard port, so a temporary policy-rc.d refuses every start while we install.
 set -euo pipefail
 
-PKGS=(python3 python3-venv python3-dev gcc redis-server redis-tools rbldnsd unbound
-      ucspi-tcp postfix swaks procps iproute2)
+# "run": what the service needs (Python and venv); "test" (default): everything
+# the tests and the benchmark harness start for real.
+RUN_PKGS=(python3 python3-venv python3-pip)
+TEST_PKGS=(python3-dev gcc redis-server redis-tools rbldnsd unbound ucspi-tcp postfix procps iproute2)
+case "${1:-test}" in
+    run) PKGS=("${RUN_PKGS[@]}") ;;
+    test) PKGS=("${RUN_PKGS[@]}" "${TEST_PKGS[@]}") ;;
+    *) echo "usage: $0 [run|test]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -19,6 +19,8 @@ from ..errors import ConfigError
 __all__ = ["CodeFilter"]
 
 _OCTET = re.compile(r"^\[(.+)\]$")
+_PART = r"(\[[0-9.;]+\]|[0-9]{1,3})"
+_PATTERN = re.compile(r"^" + r"\.".join([_PART] * 4) + r"$")
 
 
 def _v4(text: str) -> int:
@@ -57,9 +59,10 @@ class CodeFilter:
             text = spec.strip().lstrip("=")
             try:
                 if "[" in text:
-                    parts = text.split(".")
-                    if len(parts) != 4:
+                    m = _PATTERN.match(text)
+                    if m is None:
                         raise ValueError(text)
+                    parts = m.groups()
                     patterns.append(tuple(_octet_set(p, text) for p in parts))
                 elif "/" in text:
                     net = ipaddress.IPv4Network(text, strict=False)
