@@ -1,0 +1,11 @@
+"""Shared pytest setup: fixtures live in plugin modules, listed in ``pytest_plugins``.
+
+``tests/`` is not a package; pytest puts this directory on ``sys.path`` before
+it imports this file, so plugin modules import by their bare name. To add
+fixtures, write ``tests/fixtures_<topic>.py`` and append it below.
+
+- ``fixtures_servers``: ``dns_server``, ``rbldnsd``, ``redis_server`` (real
+  servers on loopback, from ``fastlookup.testing``).
+"""
+
+pytest_plugins = ["fixtures_servers"]
