@@ -392,6 +392,7 @@ def _check_references(config: Config) -> None:
         for table in ("dnsbl", "rhsbl", "allow_zones"):
             for i, zone in enumerate(getattr(policy, table)):
                 try:
-                    normalize_domain(zone)
+                    # Postfix/postscreen form "zone=127.0.0.[2..11]*2": the name is before "=" / "*".
+                    normalize_domain(zone.split("=", 1)[0].split("*", 1)[0])
                 except InvalidArgument:
                     raise ConfigError(f"policy.{pname}.{table}[{i}]: {zone!r} is not a domain name") from None
