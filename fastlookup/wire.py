@@ -60,22 +60,45 @@ class Decoder:
     there is no way to resynchronise a msgpack stream).
     """
 
-    __slots__ = ("_unpacker", "_offset", "max_frame")
+    __slots__ = ("_unpacker", "_offset", "_fed", "max_frame", "largest")
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, max_array_len: int | None = None) -> None:
         self.max_frame = max_frame
         # Room for one whole over-limit frame plus a read's worth, so the
-        # frame can be measured and refused by msgid.
+        # frame can be measured and refused by msgid. ``max_array_len`` bounds
+        # array and map headers: msgpack preallocates a list of the announced
+        # length, so a few bytes of nested headers could otherwise claim a
+        # lot of memory.
+        limit = max_frame if max_array_len is None else max_array_len
         self._unpacker = msgpack.Unpacker(
-            raw=False, max_buffer_size=2 * max_frame + (1 << 18), strict_map_key=False, use_list=True
+            raw=False,
+            max_buffer_size=2 * max_frame + (1 << 18),
+            read_size=min(1 << 16, 2 * max_frame + (1 << 18)),
+            max_array_len=limit,
+            max_map_len=limit,
+            strict_map_key=False,
+            use_list=True,
         )
         self._offset = 0
+        self._fed = 0
+        self.largest = 0  # the largest frame seen: a pool can drop decoders whose buffer grew
+
+    @property
+    def idle(self) -> bool:
+        """True when every byte fed belongs to a complete frame (no partial frame is held).
+
+        An idle decoder may serve another connection: a msgpack Unpacker holds
+        ~44 KiB (its embedded parse stack), so the server keeps decoders only
+        for connections in the middle of a frame and pools the rest.
+        """
+        return self._fed == self._offset
 
     def feed(self, data: bytes) -> None:
         try:
             self._unpacker.feed(data)
         except msgpack.BufferFull:
             raise FramingError(f"a frame larger than {self.max_frame} bytes") from None
+        self._fed += len(data)
 
     def __iter__(self) -> Iterator[tuple[Any, int]]:
         unpacker = self._unpacker
@@ -84,10 +107,13 @@ class Decoder:
                 obj = unpacker.unpack()
             except msgpack.OutOfData:
                 return
-            except (ValueError, msgpack.UnpackException, msgpack.StackError) as exc:
+            except (ValueError, TypeError, OverflowError, msgpack.UnpackException, msgpack.StackError) as exc:
+                # TypeError: a map key that is itself a map or array (unhashable).
                 raise FramingError(f"not msgpack: {exc}") from None
             end = unpacker.tell()
             size, self._offset = end - self._offset, end
+            if size > self.largest:
+                self.largest = size
             yield obj, size
 
 

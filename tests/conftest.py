@@ -6,6 +6,8 @@ fixtures, write ``tests/fixtures_<topic>.py`` and append it below.
 
 - ``fixtures_servers``: ``dns_server``, ``rbldnsd``, ``redis_server`` (real
   servers on loopback, from ``fastlookup.testing``).
+- ``fixtures_service``: ``fl_service``, ``fl_client``, ``make_service``,
+  ``fl_config`` (a real fastlookup service in a thread, on a private socket).
 """
 
-pytest_plugins = ["fixtures_servers"]
+pytest_plugins = ["fixtures_servers", "fixtures_service"]
