@@ -153,9 +153,10 @@ class Resolver:
     async def _fetch_answer(self, key: str, name: str, rdtype: str) -> Answer:
         shared = self.shared
         if shared is not None:
-            entry = await shared.get(key)
+            held = self.memory.get(key)
+            entry = _newer(await shared.get(key), held)
             if entry is None and not await shared.claim(key):
-                entry = await shared.wait(key, self.fetch_budget_s / 2)
+                entry = _newer(await shared.wait(key, self.fetch_budget_s / 2), held)
             if entry is not None:
                 self.memory.put(key, entry)
                 self._hits[(rdtype, "redis")] += 1
@@ -184,3 +185,11 @@ class Resolver:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1.0)
+
+
+def _newer(entry: Entry | None, held: Entry | None) -> Entry | None:
+    """``entry`` unless it is no newer than the one memory holds (a prefetch
+    must not take back from the shared tier the answer it is refreshing)."""
+    if entry is not None and held is not None and entry.expires <= held.expires + 1.0:
+        return None
+    return entry
