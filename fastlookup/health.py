@@ -251,13 +251,7 @@ class ZoneHealth:
 
     def _forget(self, zone_name: str) -> None:
         """Drop this process's cached answers under ``zone_name`` (memory tier only)."""
-        memory = getattr(self.service.resolver, "memory", None)
-        data = getattr(memory, "_data", None)  # MemoryCache has no public iteration; keys are "TYPE:name"
-        if data is None:
-            return
-        suffix = "." + zone_name
-        for key in [k for k in list(data) if k.endswith(suffix)]:
-            memory.delete(key)
+        self.service.resolver.memory.purge_suffix("." + zone_name)
 
     # --- schedule -----------------------------------------------------------
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
+
 import socket
 import stat
 from typing import Any
@@ -41,6 +41,7 @@ from . import rpc
 from .errors import FastlookupError, Overloaded, RpcError
 from .lookup import MISSING, Lookup, run, try_sync
 from .resolver import Resolver
+from .sockperm import apply_socket_access
 from .stats import Stats
 from .wire import DEFAULT_MAX_FRAME, Decoder, FramingError, encode_error, encode_response, parse_request
 
@@ -55,10 +56,8 @@ _WRITE, _PENDING, _DRAIN = 1, 2, 4  # why a connection is not being read
 #: Idle decoders kept for reuse; one that decoded a larger frame (its buffer grew) is dropped.
 _POOL_SIZE, _POOLED_FRAME = 64, 1 << 16
 
-
 class SocketBusy(FastlookupError):
     """The socket path is in use by a live service, or is not a socket at all."""
-
 
 def check_socket_path(path: str) -> None:
     """Make the socket's directory; remove a stale socket file; refuse a live one.
@@ -93,7 +92,6 @@ def check_socket_path(path: str) -> None:
     raise SocketBusy(
         f"server.socket: another fastlookup instance is serving on {path!r}; stop it first or choose another --socket"
     )
-
 
 class Connection(asyncio.Protocol):
     """One client connection: a decoder, a count of calls in flight, pause reasons."""
@@ -278,7 +276,6 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-
 class Server:
     """Serves ``ctx``'s methods on a unix socket; ``ctx`` and ``resolver`` may be swapped live."""
 
@@ -333,9 +330,7 @@ class Server:
         check_socket_path(path)
         self._server = await self.loop.create_unix_server(lambda: Connection(self), path=path, backlog=1024)
         try:
-            os.chmod(path, self.socket_mode)
-            if self.socket_group:
-                shutil.chown(path, group=self.socket_group)
+            apply_socket_access(path, self.socket_mode, self.socket_group)
         except (OSError, LookupError) as exc:
             self._server.close()
             self._unlink_own(force=True)

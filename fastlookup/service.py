@@ -195,7 +195,7 @@ class Service:
             raise
         loop = asyncio.get_running_loop()
         self._sweeper = loop.create_task(self._sweep(), name="fastlookup-sweep")
-        if config.health.interval_s > 0 and (config.dnsbl or config.rhsbl or any(p.dnsbl or p.rhsbl for p in config.policy.values())):
+        if config.health.interval_s > 0 and (config.dnsbl or config.rhsbl or any(p.dnsbl or p.rhsbl or p.allow_zones for p in config.policy.values())):
             try:
                 from .health import ZoneHealth
             except ImportError:

@@ -318,3 +318,15 @@ def test_run_stops_an_evaluator_that_never_stops_asking():
         assert len(upstream.queries) <= MAX_ROUNDS + 1
 
     asyncio.run(main())
+
+
+def test_purge_suffix_drops_one_zone_only():
+    """Purging a zone's suffix drops its answers and keeps every other entry."""
+    from fastlookup.cache.entry import Entry
+    from fastlookup.cache.memory import MemoryCache
+
+    cache = MemoryCache(100)
+    for key in ("A:2.0.0.127.bl.test", "TXT:2.0.0.127.bl.test", "A:2.0.0.127.other.test", "A:bl.test.example"):
+        cache.put(key, Entry("ok", ("127.0.0.2",), 60, 100.0, 200.0))
+    assert cache.purge_suffix(".bl.test") == 2
+    assert cache.get("A:2.0.0.127.other.test") is not None and cache.get("A:bl.test.example") is not None

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
+
 import socket
 import stat
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from ..sockperm import apply_socket_access
 
 __all__ = ["Address", "parse_listen", "Listener", "serve", "serve_front"]
 
@@ -29,7 +30,6 @@ log = logging.getLogger("fastlookup.adapters")
 
 #: Mode of a front's unix socket (read/write for owner and group).
 SOCKET_MODE = 0o660
-
 
 class Address(tuple):
     """``("unix", path, None)`` or ``("inet", host, port)``."""
@@ -56,7 +56,6 @@ class Address(tuple):
             return "unix:" + self.host
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"inet:{host}:{self.port}"
-
 
 def parse_listen(text: str, key: str = "listen") -> Address:
     """Parse ``unix:/path``, ``inet:host:port``, ``host:port`` or ``[v6]:port``; ConfigError names ``key``."""
@@ -86,7 +85,6 @@ def parse_listen(text: str, key: str = "listen") -> Address:
         raise ConfigError(f"{key}: {text!r}: port {port_text!r} is not a number from 0 to 65535")
     return Address("inet", host, port)
 
-
 def _clear_stale(path: str, key: str) -> None:
     """Make the directory; remove a socket file nobody listens on; refuse a live one."""
     directory = os.path.dirname(path)
@@ -113,7 +111,6 @@ def _clear_stale(path: str, key: str) -> None:
     finally:
         probe.close()
     raise ConfigError(f"{key}: something is already serving on {path!r}; stop it or choose another path")
-
 
 class Listener:
     """A front's server and its live connections; ``close()`` then ``await wait_closed()``."""
@@ -167,7 +164,6 @@ class Listener:
         if self.server is not None:
             await self.server.wait_closed()
 
-
 async def serve(
     listen: str,
     protocol_factory: Callable[[Listener], asyncio.Protocol],
@@ -191,9 +187,7 @@ async def serve(
         _clear_stale(path, key)
         listener.server = await loop.create_unix_server(factory, path=path, backlog=256)
         try:
-            os.chmod(path, mode)
-            if group:
-                shutil.chown(path, group=group)
+            apply_socket_access(path, mode, group)
         except (OSError, LookupError) as exc:
             listener.close()
             raise ConfigError(f"{key}: cannot set mode {mode:o}{' and group ' + group if group else ''} on {path!r}: {exc}") from None
@@ -205,7 +199,6 @@ async def serve(
         except OSError as exc:
             raise ConfigError(f"{key}: cannot listen on {address}: {exc.strerror or exc}") from None
     return listener
-
 
 async def serve_front(listen: str, service: Any, connection: Callable[[Listener, Any], asyncio.Protocol], key: str) -> Listener:
     """Serve one front for ``service``: its socket gets the service's mode and group, its grace."""

@@ -54,6 +54,13 @@ class MemoryCache:
     def delete(self, key: str) -> None:
         self._data.pop(key, None)
 
+    def purge_suffix(self, suffix: str) -> int:
+        """Drop every entry whose name ends with ``suffix`` (a zone taken out of use); returns how many."""
+        dead = [k for k in self._data if k.endswith(suffix)]
+        for k in dead:
+            del self._data[k]
+        return len(dead)
+
     def clear(self) -> None:
         self._data.clear()
 
