@@ -48,12 +48,13 @@ MISSING = _Missing()
 class Lookup:
     """The ``get`` handed to evaluators: known answers, then memory, else record a miss."""
 
-    __slots__ = ("resolver", "known", "missing")
+    __slots__ = ("resolver", "known", "missing", "exhausted")
 
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
         self.known: dict[Question, Answer] = {}
         self.missing: list[Question] = []
+        self.exhausted = False  # no more rounds: unknown answers are timeouts
 
     def __call__(self, name: str, rdtype: str) -> Answer | None:
         if self.known:
@@ -62,6 +63,8 @@ class Lookup:
                 return answer
         answer = self.resolver.peek(name, rdtype)
         if answer is None:
+            if self.exhausted:
+                return Answer("timeout", (), 0, "upstream")
             self.missing.append((name, rdtype))
         else:
             self.known[(name, rdtype)] = answer
@@ -99,8 +102,8 @@ async def run(resolver: Resolver, evaluate: Callable[[Get], T], deadline: float,
         result = evaluate(lookup)
         if not lookup.missing:
             return result
-    # Still asking after MAX_ROUNDS: answer what is left with timeout.
-    for question in lookup.missing:
-        lookup.known[question] = Answer("timeout", (), 0, "upstream")
+    # Still asking after MAX_ROUNDS: every question not known now is a timeout,
+    # so this last pass completes whatever new questions it would ask.
+    lookup.exhausted = True
     lookup.missing.clear()
     return evaluate(lookup)

@@ -313,8 +313,9 @@ def test_run_stops_an_evaluator_that_never_stops_asking():
             answers = [get(f"n{i}.test", "A") for i in range(n + 1)]
             return None if any(a is None for a in answers) else [a.status for a in answers]
 
-        await asyncio.wait_for(run(resolver, endless, resolver.clock() + 1), timeout=5)
+        result = await asyncio.wait_for(run(resolver, endless, resolver.clock() + 1), timeout=5)
         assert len(asked) == MAX_ROUNDS + 2  # the first pass, MAX_ROUNDS rounds, one final pass
+        assert result is not None and result[-1] == "timeout"  # the final pass completes with timeouts
         assert len(upstream.queries) <= MAX_ROUNDS + 1
 
     asyncio.run(main())
