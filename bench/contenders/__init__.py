@@ -1,0 +1,28 @@
+"""The contenders, by name, in the order they run (an explicit table, house rule 8).
+
+Each entry makes a fresh ``Contender``; ``bench.runner`` runs each at every
+concurrency level. The issue's names come first; ``fastlookup-batched`` is
+the one extra.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .base import Contender, WrongAnswer
+from .dnspython_direct import DnspythonContender
+from .pydnsbl_check import PydnsblContender
+from .viaclient import FastlookupContender, FloorContender
+
+__all__ = ["CONTENDERS", "Contender", "WrongAnswer"]
+
+CONTENDERS: dict[str, Callable[[], Contender]] = {
+    "floor": FloorContender,
+    "dnspython-direct": lambda: DnspythonContender("dnspython-direct"),
+    "unbound": lambda: DnspythonContender("unbound"),
+    "pydnsbl": PydnsblContender,
+    "fastlookup-cold": lambda: FastlookupContender("cold"),
+    "fastlookup-memory": lambda: FastlookupContender("memory"),
+    "fastlookup-batched": lambda: FastlookupContender("batched"),
+    "fastlookup-redis": lambda: FastlookupContender("redis"),
+}
