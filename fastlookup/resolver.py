@@ -97,10 +97,17 @@ class Resolver:
     async def resolve_many(self, questions: Iterable[Question], deadline: float) -> dict[Question, Answer]:
         """Answers for several questions at once, waiting at most until ``deadline``."""
         futures: dict[Question, asyncio.Future[Answer]] = {}
+        ready: dict[Question, Answer] = {}
         for name, rdtype in questions:
             key = rdtype + ":" + name
             fut = self._inflight.get(key)
             if fut is None:
+                # A call that missed in one loop turn resolves in a later one:
+                # another call's fetch may have landed in between.
+                answer = self.peek(name, rdtype)
+                if answer is not None:
+                    ready[(name, rdtype)] = answer
+                    continue
                 fut = self._start_fetch(key, name, rdtype)
             else:
                 self.stats.counters["coalesced"][(rdtype,)] += 1
@@ -110,7 +117,7 @@ class Resolver:
             timeout = deadline - self.clock()
             if timeout > 0:
                 await asyncio.wait(pending, timeout=timeout)
-        out: dict[Question, Answer] = {}
+        out = ready
         for question, fut in futures.items():
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 out[question] = fut.result()

@@ -141,7 +141,7 @@ def m_fcrdns(ctx: Context, args: dict):
 def m_dnsbl(ctx: Context, args: dict):
     ip = parse_ip(_str(args, "ip"))
     specs = _zones(args)
-    zones = ctx.zones.many(specs if specs is not None else list(ctx.default_dnsbl), "dnsbl")
+    zones = ctx.zones.many(specs if specs is not None else ctx.default_dnsbl, "dnsbl")
     disabled = ctx.zones.disabled
     return lambda get: dnsbl_listing(get, ip, zones, disabled).to_wire()
 
@@ -149,7 +149,7 @@ def m_dnsbl(ctx: Context, args: dict):
 def m_rhsbl(ctx: Context, args: dict):
     domain = normalize_domain(_str(args, "domain"), "domain")
     specs = _zones(args)
-    zones = ctx.zones.many(specs if specs is not None else list(ctx.default_rhsbl), "rhsbl")
+    zones = ctx.zones.many(specs if specs is not None else ctx.default_rhsbl, "rhsbl")
     disabled = ctx.zones.disabled
     return lambda get: rhsbl_listing(get, domain, zones, disabled).to_wire()
 

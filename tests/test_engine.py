@@ -331,3 +331,17 @@ def test_purge_suffix_drops_one_zone_only():
         cache.put(key, Entry("ok", ("127.0.0.2",), 60, 100.0, 200.0))
     assert cache.purge_suffix(".bl.test") == 2
     assert cache.get("A:2.0.0.127.other.test") is not None and cache.get("A:bl.test.example") is not None
+
+
+def test_a_miss_resolved_after_another_fetch_landed_asks_nothing_more():
+    """A call that missed, then resolves after another call's fetch of the same question landed, reuses it."""
+
+    async def main():
+        resolver, upstream, _ = make({("h.test", "A"): Answer("ok", ("192.0.2.1",), 300)})
+        first = try_sync(resolver, lambda get: get("h.test", "A"))
+        assert first[0] is MISSING  # this call missed in its loop turn...
+        await resolver.resolve("h.test", "A", resolver.clock() + 1)  # ...another call's fetch lands...
+        out = await run(resolver, lambda get: get("h.test", "A"), resolver.clock() + 1, first[1])
+        assert out.records == ("192.0.2.1",) and len(upstream.queries) == 1  # ...and no second query
+
+    asyncio.run(main())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 
 import dns.flags
@@ -147,7 +146,7 @@ def test_parse_answer_table(msg, name, rdtype, expected):
 def unordered(result):
     """dnspython shuffles an RRset's records on the wire (RFC 1034 §3.6 allows any order); compare sorted."""
     if isinstance(result, Answer):
-        return dataclasses.replace(result, records=tuple(sorted(result.records)))
+        return result._replace(records=tuple(sorted(result.records)))
     return result
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -23,7 +24,9 @@ _PART = r"(\[[0-9.;]+\]|[0-9]{1,3})"
 _PATTERN = re.compile(r"^" + r"\.".join([_PART] * 4) + r"$")
 
 
+@lru_cache(maxsize=4096)
 def _v4(text: str) -> int:
+    """The integer of a dotted quad; memoised: lists answer a handful of codes."""
     return int(ipaddress.IPv4Address(text))
 
 

@@ -136,6 +136,7 @@ class ZoneRegistry:
     rhsbl_config: Mapping[str, ZoneConfig] = field(default_factory=dict)
     disabled: set[str] = field(default_factory=set)
     _built: dict[tuple[str, str], Zone] = field(default_factory=dict)
+    _many: dict[tuple[str, tuple[str, ...]], tuple[Zone, ...]] = field(default_factory=dict)
 
     def get(self, spec: str, kind: str = "dnsbl") -> Zone:
         """The Zone for a name or ``zone=pattern*weight`` spec; InvalidArgument if not a name."""
@@ -171,9 +172,18 @@ class ZoneRegistry:
         return zone
 
     def many(self, specs, kind: str = "dnsbl") -> tuple[Zone, ...]:
+        """The Zones of a list of specs; the same list is built once (every call names it)."""
         if isinstance(specs, str) or not isinstance(specs, (list, tuple)):
             raise InvalidArgument("zones: expected a list of zone names")
-        return tuple(self.get(s, kind) if isinstance(s, str) else _bad_zone(s) for s in specs)
+        if not all(isinstance(s, str) for s in specs):
+            _bad_zone(next(s for s in specs if not isinstance(s, str)))
+        key = (kind, tuple(specs))
+        zones = self._many.get(key)
+        if zones is None:
+            zones = tuple(self.get(s, kind) for s in specs)
+            if len(self._many) < 1000:
+                self._many[key] = zones
+        return zones
 
 
 def _bad_zone(value) -> Zone:
