@@ -33,15 +33,13 @@ import asyncio
 import logging
 import os
 
-import socket
-import stat
 from typing import Any
 
 from . import rpc
 from .errors import FastlookupError, Overloaded, RpcError
 from .lookup import MISSING, Lookup, run, try_sync
 from .resolver import Resolver
-from .sockperm import apply_socket_access
+from .sockperm import apply_socket_access, claim_socket_path
 from .stats import Stats
 from .wire import DEFAULT_MAX_FRAME, Decoder, FramingError, encode_error, encode_response, parse_request
 
@@ -56,42 +54,15 @@ _WRITE, _PENDING, _DRAIN = 1, 2, 4  # why a connection is not being read
 #: Idle decoders kept for reuse; one that decoded a larger frame (its buffer grew) is dropped.
 _POOL_SIZE, _POOLED_FRAME = 64, 1 << 16
 
+
 class SocketBusy(FastlookupError):
     """The socket path is in use by a live service, or is not a socket at all."""
 
-def check_socket_path(path: str) -> None:
-    """Make the socket's directory; remove a stale socket file; refuse a live one.
 
-    A socket file whose server still accepts connections belongs to a running
-    instance: starting over it would steal its address, so refuse instead.
-    """
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise SocketBusy(f"server.socket: {path!r} exists and is not a socket; remove it or choose another path")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        log.info("removing stale socket file %s", path)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        return
-    except OSError as exc:  # timeout (backlog full), permission denied: cannot tell, so refuse
-        raise SocketBusy(f"server.socket: {path!r} exists and cannot be checked ({exc}); is another instance running?") from None
-    finally:
-        probe.close()
-    raise SocketBusy(
-        f"server.socket: another fastlookup instance is serving on {path!r}; stop it first or choose another --socket"
-    )
+def check_socket_path(path: str) -> None:
+    """Claim ``server.socket``: stale files go, a live instance's socket is refused (SocketBusy)."""
+    claim_socket_path(path, "server.socket", SocketBusy, "fastlookup instance", "stop it first or choose another --socket")
+
 
 class Connection(asyncio.Protocol):
     """One client connection: a decoder, a count of calls in flight, pause reasons."""
@@ -275,6 +246,7 @@ class Connection(asyncio.Protocol):
             self._flush()
         if self.transport is not None:
             self.transport.close()
+
 
 class Server:
     """Serves ``ctx``'s methods on a unix socket; ``ctx`` and ``resolver`` may be swapped live."""

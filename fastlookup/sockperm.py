@@ -1,4 +1,8 @@
-"""File mode and group of the unix sockets fastlookup listens on.
+"""The unix socket files fastlookup listens on: claiming the path, mode and group.
+
+Before binding, a path is claimed: its directory is made, a stale socket
+file (nobody accepts on it) is removed, and a live one is refused, since
+binding over it would steal a running instance's address.
 
 The MTA reaches the sockets through its group (``server.socket_group``,
 ``socket_mode`` 0660). Containers often know only the numeric gid, so a
@@ -7,9 +11,49 @@ group given as digits is a gid, otherwise a group name.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import stat
 
-__all__ = ["apply_socket_access"]
+__all__ = ["apply_socket_access", "claim_socket_path"]
+
+log = logging.getLogger("fastlookup.socket")
+
+
+def claim_socket_path(
+    path: str, key: str, error: type[Exception], owner: str = "server", busy_hint: str = "stop it or choose another path"
+) -> None:
+    """Make the directory; remove a stale socket file; raise ``error`` for a live or odd one.
+
+    ``key`` names the config key in the message (``server.socket``,
+    ``postfix.listen``...).
+    """
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise error(f"{key}: {path!r} exists and is not a socket; remove it or choose another path")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        log.info("removing stale socket file %s", path)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return
+    except OSError as exc:  # timeout (backlog full), permission denied: cannot tell, so refuse
+        raise error(f"{key}: {path!r} exists and cannot be checked ({exc}); is another instance running?") from None
+    finally:
+        probe.close()
+    raise error(f"{key}: another {owner} is already serving on {path!r}; {busy_hint}")
 
 
 def apply_socket_access(path: str, mode: int, group: str = "") -> None:

@@ -18,11 +18,10 @@ import logging
 import os
 
 import socket
-import stat
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from ..sockperm import apply_socket_access
+from ..sockperm import apply_socket_access, claim_socket_path
 
 __all__ = ["Address", "parse_listen", "Listener", "serve", "serve_front"]
 
@@ -30,6 +29,7 @@ log = logging.getLogger("fastlookup.adapters")
 
 #: Mode of a front's unix socket (read/write for owner and group).
 SOCKET_MODE = 0o660
+
 
 class Address(tuple):
     """``("unix", path, None)`` or ``("inet", host, port)``."""
@@ -56,6 +56,7 @@ class Address(tuple):
             return "unix:" + self.host
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"inet:{host}:{self.port}"
+
 
 def parse_listen(text: str, key: str = "listen") -> Address:
     """Parse ``unix:/path``, ``inet:host:port``, ``host:port`` or ``[v6]:port``; ConfigError names ``key``."""
@@ -85,32 +86,11 @@ def parse_listen(text: str, key: str = "listen") -> Address:
         raise ConfigError(f"{key}: {text!r}: port {port_text!r} is not a number from 0 to 65535")
     return Address("inet", host, port)
 
+
 def _clear_stale(path: str, key: str) -> None:
     """Make the directory; remove a socket file nobody listens on; refuse a live one."""
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise ConfigError(f"{key}: {path!r} exists and is not a socket; remove it or choose another path")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        return
-    except OSError as exc:
-        raise ConfigError(f"{key}: {path!r} exists and cannot be checked ({exc}); is another instance running?") from None
-    finally:
-        probe.close()
-    raise ConfigError(f"{key}: something is already serving on {path!r}; stop it or choose another path")
+    claim_socket_path(path, key, ConfigError)
+
 
 class Listener:
     """A front's server and its live connections; ``close()`` then ``await wait_closed()``."""
@@ -164,6 +144,7 @@ class Listener:
         if self.server is not None:
             await self.server.wait_closed()
 
+
 async def serve(
     listen: str,
     protocol_factory: Callable[[Listener], asyncio.Protocol],
@@ -199,6 +180,7 @@ async def serve(
         except OSError as exc:
             raise ConfigError(f"{key}: cannot listen on {address}: {exc.strerror or exc}") from None
     return listener
+
 
 async def serve_front(listen: str, service: Any, connection: Callable[[Listener, Any], asyncio.Protocol], key: str) -> Listener:
     """Serve one front for ``service``: its socket gets the service's mode and group, its grace."""
