@@ -12,8 +12,9 @@ services) and stopped by pid. Prints two tables:
     Redis-only hit, ``from: "redis"``) and then again (a memory hit). Both
     measured in one run, interleaved.
 (b) redis-py asyncio (the tier's own client settings): K keys read as K
-    sequential GETs, K concurrent GETs, one MGET, and ``RedisTier.get`` x K in
-    one loop turn (MGET + decode + futures), for K = 1, 6, 32.
+    sequential GETs, K concurrent GETs, one MGET, one MGET on the tier's lean
+    connection (``redis_fastread``), and ``RedisTier.get`` x K in one loop
+    turn (MGET + decode + futures), for K = 1, 6, 32.
 
 By default every process is pinned to one CPU (``--cpus auto``) because
 placement decides one-call latency on a small VM (``perf-facts.md``).
@@ -75,6 +76,13 @@ async def _batching(url: str, rounds: int, budget_s: float) -> list[str]:
     async def mget(ks):
         await client.mget(ks)
 
+    from fastlookup.cache.redis_fastread import FastReader
+
+    lean = FastReader(client)
+
+    async def lean_mget(ks):
+        await lean.mget(ks)
+
     async def via_tier(ns):
         got = await asyncio.gather(*(tier.get(n) for n in ns))
         assert all(g is not None for g in got)
@@ -82,7 +90,8 @@ async def _batching(url: str, rounds: int, budget_s: float) -> list[str]:
     for k in (1, 6, 32):
         ks, ns = keys[:k], names[:k]
         methods = [("GET x K, one after another", seq, ks), ("GET x K, concurrent", par, ks),
-                   ("MGET of K", mget, ks), ("RedisTier.get x K, one loop turn", via_tier, ns)]
+                   ("MGET of K", mget, ks), ("MGET of K, lean connection (`redis_fastread`)", lean_mget, ks),
+                   ("RedisTier.get x K, one loop turn", via_tier, ns)]
         for _, fn, arg in methods:  # warm: connections, code paths
             for _ in range(20):
                 await fn(arg)
@@ -100,6 +109,7 @@ async def _batching(url: str, rounds: int, budget_s: float) -> list[str]:
     rows.append(f"tier counters: round trips {tier.stats.total('redis_round_trips')}, "
                 f"keys read {tier.stats.total('redis_keys_read')}, hits {tier.stats.total('redis_hits')}")
     await tier.close()
+    await lean.aclose()
     await conn.aclose()
     return rows
 

@@ -114,7 +114,7 @@ def test_tiny_run_writes_well_formed_results(tmp_path):
     if importlib.util.find_spec("fastlookup.client") is not None:
         must_run |= {"floor", "fastlookup-cold", "fastlookup-memory", "fastlookup-batched"}
         if importlib.util.find_spec("fastlookup.cache.redis_tier") is not None:
-            must_run.add("fastlookup-redis")
+            must_run |= {"fastlookup-redis", "fastlookup-redis-batched"}
     skipped = {r["name"]: r["skipped"] for r in rows if r["skipped"]}
     assert not must_run & set(skipped), skipped
 

@@ -577,6 +577,31 @@ def test_paused_redis_does_not_slow_calls_past_timeout(own_redis):
     assert stats.counters["redis_errors"][("timeout",)] >= 3 and stats.total("redis_skipped") > 0
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_read_that_timed_out_never_hands_its_late_reply_to_the_next_read(own_redis, loop):
+    """A read past timeout_s on the lean connection closes it: the next read gets its own reply, not the late one."""
+    other = "A:3.0.0.127.bl.test"
+
+    async def main():
+        t = tier(own_redis.url, timeout_s=0.05, breaker_failures=100)
+        t.put(KEY, entry(records=("127.0.0.2",)))
+        t.put(other, entry(records=("127.0.0.3",)))
+        await t.drain()
+        first = await t.get(KEY)
+        lean = t.batcher.fast.ready  # the connection is open: reads go out by callback
+        own_redis.pause()
+        timed_out = await t.get(KEY)
+        own_redis.resume()
+        after = [await t.get(other), await t.get(KEY)]
+        await t.close()
+        return first, lean, timed_out, after, t.stats
+
+    first, lean, timed_out, after, stats = run(main(), loop)
+    assert first.records == ("127.0.0.2",) and lean
+    assert timed_out is None and stats.counters["redis_errors"][("timeout",)] == 1
+    assert [e.records for e in after] == [("127.0.0.3",), ("127.0.0.2",)]
+
+
 def test_wrong_password_fails_soft():
     """A Redis that refuses our credentials is a miss and a counted error, not an exception."""
     with running(RedisServer(password="right")) as srv:
@@ -799,11 +824,12 @@ def test_prefetch_refreshes_from_upstream_when_redis_holds_the_same_answer(rs):
 
 def test_public_api_of_the_redis_tier_modules_is_stable():
     """The Redis tier's modules export exactly their documented names."""
-    from fastlookup.cache import breaker, redis_batch, redis_codec, redis_connect, redis_tier
+    from fastlookup.cache import breaker, redis_batch, redis_codec, redis_connect, redis_fastread, redis_tier
 
     assert redis_tier.__all__ == ["RedisTier"]
     assert redis_batch.__all__ == ["Batcher", "MAX_IN_FLIGHT", "error_kind"]
     assert breaker.__all__ == ["Breaker"]
+    assert redis_fastread.__all__ == ["FastReader", "pack_mget"]
     assert redis_connect.__all__ == ["Connection", "connect", "parse_targets", "describe"]
     assert redis_codec.__all__ == ["SCHEMA", "KEY_VERSION", "MAX_KEY_CHARS", "KeySchema", "encode", "decode", "Decoded"]
 
@@ -813,3 +839,54 @@ def test_importing_fastlookup_and_the_cache_does_not_load_redis():
     code = "import sys, fastlookup, fastlookup.cache, fastlookup.cache.redis_codec; print('redis' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_concurrent_calls_over_a_tiny_memory_answer_every_question_from_redis(rs, loop):
+    """Calls that miss a question another call is reading from Redis get that answer, never an upstream query.
+
+    The bench's ``fastlookup-redis`` row at concurrency >= 8 (a 16-entry memory,
+    Redis filled by a neighbour) saw 16-67 upstream queries per cell: a call
+    missed in its socket callback, another call's fetch of the same question
+    landed before the first call's task ran, and the new fetch found that
+    answer in memory, so ``_newer`` took the identical Redis value for "not
+    newer" and asked upstream (and a third call lost the fleet lock to it).
+    """
+    from doubles import FakeUpstream
+    from fastlookup.cache.entry import TtlPolicy
+    from fastlookup.cache.memory import MemoryCache
+    from fastlookup.lookup import MISSING, run as run_lookup, try_sync
+    from fastlookup.resolver import Resolver
+
+    names = [f"{i}.0.18.198.bl.test" for i in range(40)]
+
+    async def main():
+        neighbour = tier(rs.url)
+        for name in names:
+            neighbour.put("A:" + name, entry(ttl=3600))
+        await neighbour.close()
+        upstream = FakeUpstream()
+        shared = tier(rs.url, timeout_s=1.0)
+        resolver = Resolver(upstream, MemoryCache(16), TtlPolicy(), shared=shared)
+        rng = __import__("random").Random(7)
+        tasks = []
+
+        def evaluate_of(picked):
+            return lambda get: [get(n, "A") for n in picked]
+
+        for _ in range(300):  # one "socket callback" per turn, as the server does
+            for _ in range(8):
+                evaluate = evaluate_of(rng.sample(names[:12], 3) + [rng.choice(names)])
+                result, lookup = try_sync(resolver, evaluate)
+                if result is MISSING:
+                    tasks.append(asyncio.ensure_future(run_lookup(resolver, evaluate, time.monotonic() + 2.0, lookup)))
+            await asyncio.sleep(0)
+        results = await asyncio.gather(*tasks)
+        await resolver.close()
+        await shared.close()
+        return results, upstream.queries, resolver.stats
+
+    results, queries, stats = run(main(), loop)
+    assert queries == []
+    assert results and all(a.status == "ok" and a.source in ("redis", "memory") for answers in results for a in answers)
+    assert stats.total("fleet_lock_won") == stats.total("fleet_lock_lost") == 0

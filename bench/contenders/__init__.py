@@ -1,8 +1,8 @@
 """The contenders, by name, in the order they run (an explicit table, house rule 8).
 
 Each entry makes a fresh ``Contender``; ``bench.runner`` runs each at every
-concurrency level. The issue's names come first; ``fastlookup-batched`` is
-the one extra.
+concurrency level. The issue's names come first; ``fastlookup-batched`` and
+``fastlookup-redis-batched`` are the extras.
 """
 
 from __future__ import annotations
@@ -25,4 +25,5 @@ CONTENDERS: dict[str, Callable[[], Contender]] = {
     "fastlookup-memory": lambda: FastlookupContender("memory"),
     "fastlookup-batched": lambda: FastlookupContender("batched"),
     "fastlookup-redis": lambda: FastlookupContender("redis"),
+    "fastlookup-redis-batched": lambda: FastlookupContender("redis-batched"),
 }

@@ -15,6 +15,8 @@ counts as an error, not a win.
 * ``fastlookup-redis``: a fleet neighbour (the warm service, with Redis)
   filled Redis; the measured service starts empty and keeps at most 16
   entries in memory (the config minimum), so its lookups are Redis hits.
+* ``fastlookup-redis-batched``: the same set-up (a service of its own), one
+  ``batch`` per check: what a batching hook gets from the Redis tier.
 """
 
 from __future__ import annotations
@@ -116,9 +118,9 @@ class FastlookupContender(_ViaClient):
 
     def __init__(self, kind: str) -> None:
         super().__init__()
-        self.kind = kind
         self.name = f"fastlookup-{kind}"
-        self.batched = kind == "batched"
+        self.batched = kind in ("batched", "redis-batched")
+        self.kind = "redis" if kind == "redis-batched" else kind
         self.service: FastlookupService | None = None
         self._own_unbound = None
         self.note = {
@@ -126,6 +128,7 @@ class FastlookupContender(_ViaClient):
             "memory": "warm memory (every host asked once before), one call per lookup",
             "batched": "warm memory, one batch call per check",
             "redis": "memory empty and capped at 16 entries, Redis filled by a neighbour service",
+            "redis-batched": "memory capped at 16 entries, Redis filled by a neighbour service, one batch call per check",
         }[kind]
 
     def prepare(self, run: "Run") -> str | None:
@@ -141,9 +144,9 @@ class FastlookupContender(_ViaClient):
             if reason:
                 return reason
             run.warm_service()  # the neighbour that filled Redis
-            self._own_unbound = run.world.new_unbound("unbound-for-redis-row")
+            self._own_unbound = run.world.new_unbound(f"unbound-for-{self.name}")
             self.service = FastlookupService(
-                "fastlookup-redis", run.workdir, run.workload, self._own_unbound.address,
+                self.name, run.workdir, run.workload, self._own_unbound.address,
                 redis_url=run.world.redis.url, memory_entries=16,
             ).start()
         if self.service is not None:

@@ -1,14 +1,20 @@
 """One Redis round trip per event-loop turn: the Redis tier's batching and deadlines.
 
 ``read``, ``claim`` and ``write`` only queue a Redis key in the current batch.
-The first caller of a loop turn leads: it yields once (``sleep(0)``) so every
-call of the same turn joins, then sends the batch from its own task — no
-extra task or wake-up on the miss path. A turn with writes alone is sent by
-a task scheduled with ``call_soon``: a write never delays its caller.
+While the lean read connection (``redis_fastread``) is open, the first call
+of a turn schedules a ``call_soon`` callback that sends the batch at the end
+of the turn: reads alone are written to that connection at once and
+answered from its ``data_received`` (no task, no extra turn; a timer
+enforces the deadline). Otherwise (no lean connection yet, Redis Cluster)
+the first caller leads: it yields once (``sleep(0)``) so every call of the
+same turn joins, then sends the batch from its own task. A batch with
+claims or writes goes out as a pipeline from a task; a write never delays
+its caller.
 
 A batch goes out as
 
-* reads alone: one ``MGET k1 k2 …``;
+* reads alone: one ``MGET k1 k2 …`` (on a single server or Sentinel through
+  ``redis_fastread``: a dedicated connection parsed by hiredis);
 * otherwise one non-transactional pipeline: ``MGET`` + ``SET lock v NX PX``
   per claim + ``SET key value PX`` per write;
 * on Redis Cluster a cluster pipeline of single-key commands, which redis-py
@@ -92,8 +98,10 @@ class Batcher:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         max_in_flight: int = MAX_IN_FLIGHT,
+        fast: Any = None,
     ) -> None:
         self.client = client
+        self.fast = fast  # a FastReader for batches of reads alone (single server, Sentinel), or None
         self.cluster = cluster
         self.timeout_s = timeout_s
         self.lock_ms = lock_ms
@@ -155,6 +163,11 @@ class Batcher:
         """Wait for ``fut``, queued in this turn's batch; the turn's first caller sends the batch."""
         if self._scheduled:
             return await fut
+        if self.fast is not None and self.fast.ready:
+            # The lean path: a callback at the end of this turn writes the batch, and the
+            # reply is delivered from the connection's callback (no task, no extra turn).
+            self._schedule()
+            return await fut
         self._scheduled = True
         loop = asyncio.get_running_loop()
         if not self._batch.deadline:
@@ -200,14 +213,66 @@ class Batcher:
         return batch
 
     def _flush(self) -> None:
-        """Send the queued batch from a task of its own (writes alone, or a batch that waited)."""
+        """Send the queued batch: reads alone on the lean connection by callback, else from a
+        task of its own (writes, claims, cluster, a connection to open)."""
         batch = self._take()
         if batch is not None:
+            fast = self.fast
+            if fast is not None and not batch.claims and not batch.writes and fast.ready:
+                self._send_reads(batch, fast)
+                return
             task = asyncio.get_running_loop().create_task(self._round_trip(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     # --- the round trip -----------------------------------------------------------
+
+    def _send_reads(self, batch: _Batch, fast: Any) -> None:
+        """A batch of reads alone as one ``MGET`` on the lean connection, answered by callback.
+
+        The same guarantees as ``_round_trip``: answered by ``batch.deadline`` (a
+        timer; the connection is then closed and reopened on the next read),
+        counted for the breaker, every waiter answered whatever happens.
+        """
+        read_keys = list(batch.reads)
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        self._in_flight += 1
+        timer: asyncio.TimerHandle | None = None
+        finished = False
+
+        def done(values: Any, error: BaseException | None) -> None:
+            nonlocal finished
+            if finished:
+                return  # a reply after the deadline, or the connection's end after it
+            finished = True
+            if timer is not None:
+                timer.cancel()
+            self._in_flight -= 1
+            try:
+                if error is None:
+                    self.breaker.success()
+                else:
+                    self.breaker.failure()
+                    kind = error_kind(error)
+                    if kind != "reply":
+                        fast.reset()
+                    self.stats.inc("redis_errors", (kind,))
+                    self.last_error = f"{kind}: {type(error).__name__}"
+                if self._batch and not self._scheduled:
+                    self._schedule()  # a batch that waited for this slot
+                if error is None:
+                    self._deliver(batch, read_keys, values, [], 0, time.perf_counter() - started)
+            finally:
+                _answer_soft(batch)
+
+        try:
+            fast.send(read_keys, done)
+        except Exception as exc:  # the transport broke under us: the same as a failed round trip
+            done(None, exc)
+            return
+        if not finished:
+            timer = loop.call_at(batch.deadline, done, None, TimeoutError())
 
     async def _round_trip(self, batch: _Batch) -> None:
         read_keys = list(batch.reads)
@@ -223,6 +288,8 @@ class Batcher:
             raise
         except Exception as exc:  # any failure of the round trip: fail soft, counted
             kind = error_kind(exc)
+            if self.fast is not None and kind != "reply" and not self.cluster and not batch.claims and not batch.writes:
+                self.fast.reset()  # the lean connection timed out or broke: reopened on the next read
             self.stats.inc("redis_errors", (kind,))
             self.last_error = f"{kind}: {type(exc).__name__}"
             _answer_soft(batch)
@@ -247,6 +314,8 @@ class Batcher:
         command failed —, count of per-command errors)."""
         client = self.client
         if not self.cluster and not claim_keys and not writes:
+            if self.fast is not None:
+                return await self.fast.mget(read_keys), [], 0
             return await client.execute_command("MGET", *read_keys), [], 0
         pipe = client.pipeline(transaction=False)
         if self.cluster:

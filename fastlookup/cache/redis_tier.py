@@ -3,6 +3,7 @@ after memory and before upstream.
 
 Modules: ``redis_codec`` (keys and values), ``redis_connect`` (URL →
 client), ``redis_batch`` (one round trip per loop turn, deadlines),
+``redis_fastread`` (the lean ``MGET`` path),
 ``breaker`` (circuit breaker); this one holds the ``SharedTier`` semantics.
 ``docs/redis.md`` is the operator's view.
 
@@ -46,6 +47,7 @@ from .entry import Entry
 from .redis_batch import MAX_IN_FLIGHT, Batcher
 from .redis_codec import KeySchema, encode
 from .redis_connect import Connection, connect, describe
+from .redis_fastread import FastReader
 
 __all__ = ["RedisTier"]
 
@@ -93,6 +95,7 @@ class RedisTier:
             clock=clock,
             wall=wall,
             max_in_flight=max_in_flight,
+            fast=None if connection.kind == "cluster" else FastReader(connection.client),
         )
         self._closed = False
         self.stats.set("redis_breaker_open", 0)
@@ -187,6 +190,8 @@ class RedisTier:
             return
         self._closed = True
         await self.batcher.close()
+        if self.batcher.fast is not None:
+            await self.batcher.fast.aclose()
         try:
             async with asyncio.timeout(max(self.timeout_s * 4, 0.5)):
                 await self.connection.aclose()
