@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 import socket
 from dataclasses import dataclass
 
@@ -50,7 +51,7 @@ labels = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, 
 long_labels = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=40, max_size=63)
 names = st.builds(
     lambda first, zone: ".".join([*first, zone]),
-    st.lists(labels | long_labels, max_size=3),
+    st.lists(st.one_of(labels, labels, labels, long_labels), max_size=3),
     st.sampled_from(ZONES),
 )
 ttls = st.integers(0, 86400) | st.integers(2**31 - 2, 2**32 - 1) | st.sampled_from([0, 1, 2**31 - 1, 2**31])
@@ -103,13 +104,13 @@ def ancestors(name: str) -> list[str]:
 @st.composite
 def replies(draw) -> Case:
     """A reply to qname/qtype as a server would send it: CNAME chain, answer RRset, SOA, glue, noise."""
-    rnd = draw(st.randoms(use_true_random=False))
+    rnd = random.Random(draw(st.integers(0, 2**32)))  # for letter case and order: one draw, not one per letter
     qname, qtype = draw(names), draw(st.sampled_from(HOT))
     rcode = draw(st.sampled_from(["NOERROR"] * 5 + ["NXDOMAIN"] * 3 + ["SERVFAIL", "REFUSED", "FORMERR", "NOTIMP"]))
     sections: list[list[tuple[str, str, int, dns.rdata.Rdata]]] = [[], [], []]  # answer, authority, additional
     owner = qname
     seen = [qname]
-    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 1, 2, 3, 15, 16, 17]))):  # MAX_CHAIN is 16
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 1, 2, 3, 16, 17]))):  # MAX_CHAIN is 16
         target = draw(names | st.sampled_from(seen))  # sometimes a loop
         rd = dns.rdata.from_text(IN, dns.rdatatype.CNAME, recase(rnd, target) + ".")
         sections[0].append((recase(rnd, owner), "CNAME", draw(ttls), rd))
@@ -358,7 +359,7 @@ UNSURE_CASES = [
                  "www.zone.test", "A", id="two-cnames-one-owner"),
     pytest.param(reply("bücher.test", "A"), "bücher.test", "A", id="idna-name"),
     pytest.param(reply("h.zone.test", "SRV"), "h.zone.test", "SRV", id="rare-type"),
-    pytest.param(reply("h.zone.test", "A", answer=[dns.rrset.from_text("h.zone.test.", 5, "CH", "A", "h.zone.test. 1")]),
+    pytest.param(reply("h.zone.test", "A", answer=[dns.rrset.from_text("h.zone.test.", 5, "CH", "A", "zone.test. 1")]),
                  "h.zone.test", "A", id="other-class"),
 ]
 # fmt: on

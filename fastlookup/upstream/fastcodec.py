@@ -1,9 +1,12 @@
 """A hand-written DNS codec for the miss path: one question out, the usual answers in.
 
-Why: dnspython's message codec costs ~50 µs to build a query and 60–100 µs
-to parse an answer, more than a loopback round trip (``perf-facts.md``,
-"Where the CPU goes"). This module builds the one query fastlookup sends in
-about a microsecond and parses the answers it usually gets in a few.
+Why: dnspython's message codec costs more CPU than a loopback round trip
+(``perf-facts.md``, "Where the CPU goes"). Measured side by side on the
+2-vCPU VM (Python 3.11, CPU time per call): building a query 100-160 µs with
+dnspython, 0.5 µs here (2-5 µs for a name not seen just before); parsing an
+A, NXDOMAIN+SOA or 3-string TXT answer 170-330 µs with dnspython, 5-8 µs
+here. End to end, ``UpstreamPool.query`` against the test DNS server went
+from 480-720 to 120-150 µs of client CPU per query.
 
 The promise: for any bytes, ``parse_answer`` returns exactly what
 ``codec.parse_answer_dnspython`` returns for the same arguments, or
@@ -17,7 +20,7 @@ one owner, malformed or cut packets) is ``UNSURE``, so both its cost and its
 correctness stay dnspython's. ``tests/test_upstream_fastcodec.py`` holds
 the two parsers equal on generated and mutated replies.
 
-Where dnspython is stricter than RFC 1035, this follows dnspython: a
+Where dnspython reads narrower than RFC 1035, this follows dnspython: a
 compression pointer (§4.1.4) must point before the name it is in and before
 the previous pointer's target, at most 16 hops; TTLs over 2^31-1 read as 0
 (RFC 2181 §8); records of one owner and type form one RRset whatever their
@@ -69,7 +72,7 @@ class _Unsure:
         return "UNSURE"
 
 
-#: What ``build_query``'s caller and ``parse_answer`` get when dnspython must decide.
+#: What ``parse_answer`` returns when dnspython must decide (``build_query`` returns ``None``).
 UNSURE = _Unsure()
 
 
