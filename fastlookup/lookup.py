@@ -48,26 +48,29 @@ MISSING = _Missing()
 class Lookup:
     """The ``get`` handed to evaluators: known answers, then memory, else record a miss."""
 
-    __slots__ = ("resolver", "known", "missing", "exhausted")
+    __slots__ = ("resolver", "known", "missing", "exhausted", "_peek")
 
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
         self.known: dict[Question, Answer] = {}
         self.missing: list[Question] = []
         self.exhausted = False  # no more rounds: unknown answers are timeouts
+        self._peek = resolver.peek  # bound once: every get of a pass calls it
 
     def __call__(self, name: str, rdtype: str) -> Answer | None:
-        if self.known:
-            answer = self.known.get((name, rdtype))
+        known = self.known
+        question = (name, rdtype)
+        if known:
+            answer = known.get(question)
             if answer is not None:
                 return answer
-        answer = self.resolver.peek(name, rdtype)
+        answer = self._peek(name, rdtype)
         if answer is None:
             if self.exhausted:
                 return Answer("timeout", (), 0, "upstream")
-            self.missing.append((name, rdtype))
+            self.missing.append(question)
         else:
-            self.known[(name, rdtype)] = answer
+            known[question] = answer
         return answer
 
 

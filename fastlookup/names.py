@@ -19,13 +19,17 @@ from __future__ import annotations
 import ipaddress
 import re
 from functools import lru_cache
+from typing import NamedTuple
 
 from .errors import InvalidArgument
 
 __all__ = [
     "IPAddress",
+    "ClientIP",
     "parse_ip",
+    "client_ip",
     "reverse_name",
+    "reversed_labels",
     "dnsbl_name",
     "normalize_domain",
     "rhsbl_name",
@@ -66,13 +70,35 @@ def reverse_name(ip: IPAddress) -> str:
 
 
 @lru_cache(maxsize=65536)
-def _reversed(ip: IPAddress) -> str:
+def reversed_labels(ip: IPAddress) -> str:
+    """The RFC 5782 labels of ``ip`` (§2.1 octets, §2.4 nibbles): a DNSBL name is ``labels + "." + zone``."""
     return _reversed_labels(ip)
 
 
 def dnsbl_name(ip: IPAddress, zone: str) -> str:
     """The RFC 5782 query name of ``ip`` under ``zone`` (zone already normalised)."""
-    return _reversed(ip) + "." + zone
+    return reversed_labels(ip) + "." + zone
+
+
+class ClientIP(NamedTuple):
+    """A client address and every name the checks build from it.
+
+    What the hot path needs per call, computed once per address: hashing an
+    ``ip_address`` (the key of the caches above) runs Python code (~0.5 µs)
+    and ``str()`` of one ~1.9 µs, while the text a client sent hashes in C.
+    """
+
+    ip: IPAddress
+    text: str  # the canonical form, as A/AAAA records give it
+    labels: str  # RFC 5782 §2.1/§2.4 reversed labels: a DNSBL name is ``labels + "." + zone``
+    ptr: str  # the PTR query name (``reverse_name``)
+
+
+@lru_cache(maxsize=65536)
+def client_ip(text: str) -> ClientIP:
+    """``parse_ip(text)`` with its names; memoised by the text (InvalidArgument as ``parse_ip``)."""
+    ip = parse_ip(text)
+    return ClientIP(ip, str(ip), reversed_labels(ip), reverse_name(ip))
 
 
 @lru_cache(maxsize=65536)

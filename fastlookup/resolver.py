@@ -36,6 +36,7 @@ log = logging.getLogger("fastlookup.resolver")
 
 Question = tuple[str, str]  # (name, rdtype)
 PREFETCH_FRACTION = 0.1
+_tuple_new = tuple.__new__
 
 
 class Resolver:
@@ -76,14 +77,18 @@ class Resolver:
         entry = self.memory.get(key)
         if entry is None:
             return None
-        now = self.clock()
-        left = entry.expires - now
+        left = entry.expires - self.clock()
         if left <= 0:
             return None
-        if self.prefetch and not entry.stale and left < entry.ttl * PREFETCH_FRACTION and key not in self._inflight:
-            self._start_fetch(key, name, rdtype)
-        self._hits[(rdtype, "stale" if entry.stale else "memory")] += 1
-        return Answer(entry.status, entry.records, int(left), "stale" if entry.stale else "memory")
+        if entry.stale:
+            source = "stale"
+        else:
+            source = "memory"
+            if self.prefetch and left < entry.ttl * PREFETCH_FRACTION and key not in self._inflight:
+                self._start_fetch(key, name, rdtype)
+        self._hits[(rdtype, source)] += 1
+        # Answer(...) without NamedTuple's Python-level __new__: 0.13 vs 0.31 µs, on every hit.
+        return _tuple_new(Answer, (entry.status, entry.records, int(left), source))
 
     # --- miss path --------------------------------------------------------
 

@@ -7,6 +7,10 @@ or an ``evaluate(get)`` function for ``fastlookup.lookup`` whose result is
 the contract's map. ``batch`` is an evaluator over its calls' evaluators,
 so every lookup of a batch is resolved together. The table is explicit
 (house rule 8): adding a method means adding a row.
+
+Everything a call's passes share (query names, zone lists) is built here,
+once per call, not in the evaluator: a call runs at least one pass, and
+a memory hit is answered inside the socket's read callback.
 """
 
 from __future__ import annotations
@@ -16,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import __version__
-from .checks.fcrdns import fcrdns
-from .checks.listing import dnsbl_listing, rhsbl_listing
+from .checks.fcrdns import fcrdns_wire
+from .checks.listing import dnsbl_queries, listing_wire, rhsbl_queries
 from .checks.zones import ZoneRegistry
 from .errors import BadRequest, InvalidArgument, RpcError, TooLarge, UnknownMethod
 from .lookup import Get
 from .model import RDTYPES
-from .names import normalize_domain, parse_ip, reverse_name
+from .names import client_ip, normalize_domain, parse_ip, reverse_name
 from .stats import Stats
 
 __all__ = ["Context", "Ready", "prepare", "METHODS", "LOOKUP_METHODS"]
@@ -117,7 +121,7 @@ def m_query(ctx: Context, args: dict):
 
 
 def m_ptr(ctx: Context, args: dict):
-    return _answer(reverse_name(parse_ip(_str(args, "ip"))), "PTR")
+    return _answer(client_ip(_str(args, "ip")).ptr, "PTR")
 
 
 def m_a(ctx: Context, args: dict):
@@ -129,29 +133,24 @@ def m_aaaa(ctx: Context, args: dict):
 
 
 def m_fcrdns(ctx: Context, args: dict):
-    ip = parse_ip(_str(args, "ip"))
-
-    def evaluate(get: Get) -> Any:
-        result = fcrdns(get, ip)
-        return None if result is None else result.to_wire()
-
-    return evaluate
+    ip = client_ip(_str(args, "ip"))
+    return lambda get: fcrdns_wire(get, ip)
 
 
 def m_dnsbl(ctx: Context, args: dict):
-    ip = parse_ip(_str(args, "ip"))
+    labels = client_ip(_str(args, "ip")).labels
     specs = _zones(args)
-    zones = ctx.zones.many(specs if specs is not None else ctx.default_dnsbl, "dnsbl")
+    queries = dnsbl_queries(labels, ctx.zones.many(specs if specs is not None else ctx.default_dnsbl, "dnsbl"))
     disabled = ctx.zones.disabled
-    return lambda get: dnsbl_listing(get, ip, zones, disabled).to_wire()
+    return lambda get: listing_wire(get, queries, disabled)
 
 
 def m_rhsbl(ctx: Context, args: dict):
     domain = normalize_domain(_str(args, "domain"), "domain")
     specs = _zones(args)
-    zones = ctx.zones.many(specs if specs is not None else ctx.default_rhsbl, "rhsbl")
+    queries = rhsbl_queries(domain, ctx.zones.many(specs if specs is not None else ctx.default_rhsbl, "rhsbl"))
     disabled = ctx.zones.disabled
-    return lambda get: rhsbl_listing(get, domain, zones, disabled).to_wire()
+    return lambda get: listing_wire(get, queries, disabled)
 
 
 def m_check(ctx: Context, args: dict):

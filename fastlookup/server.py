@@ -41,7 +41,7 @@ from .lookup import MISSING, Lookup, run, try_sync
 from .resolver import Resolver
 from .sockperm import apply_socket_access, claim_socket_path
 from .stats import Stats
-from .wire import DEFAULT_MAX_FRAME, Decoder, FramingError, encode_error, encode_response, parse_request
+from .wire import DEFAULT_MAX_FRAME, Decoder, FramingError, encode_error, encode_response, parse_request_tuple
 
 __all__ = ["Server", "Connection", "SocketBusy", "MAX_PENDING", "check_socket_path"]
 
@@ -143,7 +143,7 @@ class Connection(asyncio.Protocol):
     def _handle(self, obj: Any, size: int, out: list[bytes]) -> None:
         server = self.server
         try:
-            msgid, method, args = parse_request(obj, size, server.max_frame)
+            msgid, method, args = parse_request_tuple(obj, size, server.max_frame)
         except RpcError as exc:
             server.stats.inc("rpc_errors", (exc.code,))
             out.append(encode_error(getattr(exc, "msgid", None), exc.code, exc.message))

@@ -29,6 +29,7 @@ __all__ = [
     "Decoder",
     "FramingError",
     "parse_request",
+    "parse_request_tuple",
     "encode_request",
     "encode_response",
     "encode_error",
@@ -102,19 +103,20 @@ class Decoder:
 
     def __iter__(self) -> Iterator[tuple[Any, int]]:
         unpacker = self._unpacker
-        while True:
-            try:
-                obj = unpacker.unpack()
-            except msgpack.OutOfData:
-                return
-            except (ValueError, TypeError, OverflowError, msgpack.UnpackException, msgpack.StackError) as exc:
-                # TypeError: a map key that is itself a map or array (unhashable).
-                raise FramingError(f"not msgpack: {exc}") from None
-            end = unpacker.tell()
-            size, self._offset = end - self._offset, end
-            if size > self.largest:
-                self.largest = size
-            yield obj, size
+        # The Unpacker's own iteration ends a read without raising OutOfData
+        # (~0.6 µs less per read than ``unpack()`` in a try). Only what
+        # ``next(unpacker)`` raises is caught: the consumer's exceptions do not
+        # pass through the suspended ``yield``.
+        try:
+            for obj in unpacker:
+                end = unpacker.tell()
+                size, self._offset = end - self._offset, end
+                if size > self.largest:
+                    self.largest = size
+                yield obj, size
+        except (ValueError, TypeError, OverflowError, msgpack.UnpackException, msgpack.StackError) as exc:
+            # TypeError: a map key that is itself a map or array (unhashable).
+            raise FramingError(f"not msgpack: {exc}") from None
 
 
 def parse_request(obj: Any, size: int = 0, max_frame: int = DEFAULT_MAX_FRAME) -> Request:
@@ -123,6 +125,12 @@ def parse_request(obj: Any, size: int = 0, max_frame: int = DEFAULT_MAX_FRAME) -
     Raises ``BadRequest`` (with ``msgid`` attribute when one was readable) or
     ``TooLarge``.
     """
+    return Request._make(parse_request_tuple(obj, size, max_frame))
+
+
+def parse_request_tuple(obj: Any, size: int = 0, max_frame: int = DEFAULT_MAX_FRAME) -> tuple[int | None, str, dict]:
+    """``parse_request`` as a plain ``(msgid, method, args)`` tuple, for the server's
+    hot path, which unpacks it at once (a NamedTuple costs ~0.3 µs more to build)."""
     msgid = None
     if type(obj) is list and len(obj) == 4 and obj[0] == REQUEST:
         _, msgid, method, params = obj
@@ -146,7 +154,7 @@ def parse_request(obj: Any, size: int = 0, max_frame: int = DEFAULT_MAX_FRAME) -
             raise _bad("params[0] must be a map of named arguments", msgid)
     else:
         args = {}
-    return Request(msgid, method, args)
+    return msgid, method, args
 
 
 def _bad(message: str, msgid: int | None) -> BadRequest:

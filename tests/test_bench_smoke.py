@@ -64,6 +64,15 @@ def test_percentile_is_nearest_rank():
     assert [percentile(values, q) for q in (0.5, 0.9, 0.99, 0.999)] == [5.0, 9.0, 10.0, 10.0]
 
 
+def test_hotpath_answers_every_method_from_memory():
+    """bench.hotpath answers each method's calls from memory through the server's read callback, with no error."""
+    from bench import hotpath
+
+    world = hotpath.World(64)
+    for method in hotpath.METHODS:
+        assert hotpath.measure(world, method, calls=1000, repeat=1) > 0
+
+
 def test_table_shows_skipped_rows_with_their_reason():
     """A skipped contender is a row that says why, and ratios stay empty for it."""
     rows = [skipped_row("fastlookup-redis", 1, "no Redis tier yet")]

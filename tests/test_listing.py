@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from fastlookup.checks.codes import CodeFilter
-from fastlookup.checks.fcrdns import fcrdns
-from fastlookup.checks.listing import dnsbl_listing, rhsbl_listing
+from fastlookup.checks.fcrdns import fcrdns, fcrdns_wire
+from fastlookup.checks.listing import dnsbl_listing, dnsbl_queries, listing_wire, rhsbl_listing, rhsbl_queries
 from fastlookup.checks.zones import ZoneRegistry
 from fastlookup.config import ZoneConfig
 from fastlookup.errors import ConfigError, InvalidArgument
 from fastlookup.model import Answer
-from fastlookup.names import parse_ip
+from fastlookup.names import client_ip, parse_ip
 
 
 def table_get(table: dict):
@@ -74,6 +74,17 @@ def test_config_overrides_profile_and_postfix_spec():
     assert zone.weight == 2.0 and zone.classify(("127.0.0.2",))[0] == ()
     spec = reg.get("zen.spamhaus.org=127.0.0.[2..3]*3")
     assert spec.weight == 3.0 and spec.classify(("127.0.0.3",))[0] == ("127.0.0.3",)
+
+
+def test_zone_lists_are_built_once_and_still_checked():
+    """The same list of zones gives the same built tuple, as a list or a tuple; a bad list is refused every time."""
+    reg = ZoneRegistry()
+    built = reg.many(["a.test", "b.test"])
+    assert reg.many(("a.test", "b.test")) is built and reg.many(["a.test", "b.test"]) is built
+    assert reg.many(["a.test", "b.test"], "rhsbl") is not built
+    for bad in (["a.test", {"x": 1}], ["a.test", 5], "a.test", None):
+        with pytest.raises(InvalidArgument, match="zones"):
+            reg.many(bad)
 
 
 def test_bad_zone_name_is_invalid_argument():
@@ -141,9 +152,7 @@ def test_listing_reports_pending_while_answers_missing():
 PTR = "9.2.0.192.in-addr.arpa"
 
 
-@pytest.mark.parametrize(
-    "table, result, confirmed",
-    [
+FCRDNS_CASES = [
         ({}, "none", None),
         ({(PTR, "PTR"): Answer("timeout")}, "temperror", None),
         ({(PTR, "PTR"): Answer("ok", ("host.example",), 60), ("host.example", "A"): Answer("ok", ("192.0.2.9",), 60)}, "pass", "host.example"),
@@ -151,12 +160,63 @@ PTR = "9.2.0.192.in-addr.arpa"
         ({(PTR, "PTR"): Answer("ok", ("host.example",), 60), ("host.example", "A"): Answer("ok", ("192.0.2.10",), 60)}, "fail", None),
         ({(PTR, "PTR"): Answer("ok", ("host.example",), 60), ("host.example", "A"): Answer("servfail")}, "temperror", None),
         ({(PTR, "PTR"): Answer("ok", ("bad name!",), 60)}, "fail", None),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize("table, result, confirmed", FCRDNS_CASES)
 def test_fcrdns_results(table, result, confirmed):
     """FCrDNS is pass when a PTR name maps back, none without PTR, fail or temperror otherwise."""
     out = fcrdns(table_get(table), parse_ip("192.0.2.9"))
     assert out is not None and out.result == result and out.confirmed == confirmed
+
+
+@pytest.mark.parametrize("ip", ["192.0.2.9", "::ffff:192.0.2.9"])
+@pytest.mark.parametrize("table, result, confirmed", FCRDNS_CASES)
+def test_fcrdns_wire_is_the_typed_result_as_a_map(ip, table, result, confirmed):
+    """The fcrdns method's map, built from a ClientIP, is the Confirmation's to_wire() of the same answers."""
+    get = table_get(table)
+    assert fcrdns_wire(get, client_ip(ip)) == fcrdns(get, parse_ip(ip)).to_wire()
+    assert fcrdns(get, client_ip(ip)) == fcrdns(get, parse_ip(ip))
+
+
+def test_fcrdns_wire_is_none_while_answers_are_missing():
+    """Like fcrdns, the map form is None while the PTR answer is still missing."""
+    assert fcrdns_wire(lambda name, rdtype: None, client_ip("192.0.2.9")) is None
+
+
+LISTING_ANSWERS = {
+    ("9.2.0.192.bl.test", "A"): Answer("ok", ("127.0.0.2",), 300),
+    ("9.2.0.192.bl.test", "TXT"): Answer("ok", ("listed, see http://bl.test",), 300),
+    ("9.2.0.192.zen.spamhaus.org", "A"): Answer("ok", ("127.255.255.254",), 300),
+    ("9.2.0.192.fail.test", "A"): Answer("timeout"),
+    ("9.2.0.192.odd.test", "A"): Answer("ok", ("192.0.2.1",), 300),
+    ("example.com.dbl.test", "A"): Answer("ok", ("127.0.1.2",), 300),
+}
+
+
+@pytest.mark.parametrize(
+    "zones, disabled",
+    [
+        (["bl.test", "zen.spamhaus.org", "fail.test", "odd.test", "clean.test"], set()),
+        (["bl.test", "zen.spamhaus.org", "fail.test"], {"bl.test"}),
+        (["clean.test"], set()),
+    ],
+)
+def test_listing_wire_is_the_typed_listing_as_a_map(zones, disabled):
+    """The dnsbl method's map, from names built once per call, is the Listing's to_wire() of the same answers."""
+    get = table_get(LISTING_ANSWERS)
+    built = ZoneRegistry().many(zones)
+    queries = dnsbl_queries(client_ip("192.0.2.9").labels, built)
+    assert listing_wire(get, queries, disabled) == dnsbl_listing(get, parse_ip("192.0.2.9"), built, disabled).to_wire()
+
+
+def test_rhsbl_queries_leave_out_a_zone_whose_name_would_be_too_long():
+    """A domain that makes a name over 253 characters under one zone is asked only under the others."""
+    domain = ".".join(["a" * 60] * 3) + ".example"  # 191 characters
+    zones = ZoneRegistry().many(["dbl.test", "x" * 61 + ".test"], "rhsbl")
+    assert [name for _, name in rhsbl_queries(domain, zones)] == [domain + ".dbl.test"]
+    get = table_get(LISTING_ANSWERS)
+    assert listing_wire(get, rhsbl_queries("example.com", zones)) == rhsbl_listing(get, "example.com", zones).to_wire()
 
 
 def test_fcrdns_fan_out_is_bounded():

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from fastlookup.errors import InvalidArgument
-from fastlookup.names import dnsbl_name, domain_of_address, normalize_domain, parse_ip, reverse_name, rhsbl_name
+from fastlookup.names import (
+    client_ip,
+    dnsbl_name,
+    domain_of_address,
+    normalize_domain,
+    parse_ip,
+    reverse_name,
+    reversed_labels,
+    rhsbl_name,
+)
 
 NIBBLES_2001_DB8_1 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2"
 
@@ -38,6 +47,21 @@ def test_dnsbl_names_follow_rfc5782(ip, zone, expected):
 def test_reverse_names(ip, expected):
     """PTR names use in-addr.arpa and ip6.arpa (mapped addresses as IPv4)."""
     assert reverse_name(parse_ip(ip)) == expected
+
+
+@pytest.mark.parametrize("ip", ["192.0.2.1", " 10.0.0.1 ", "::ffff:192.0.2.1", "2001:DB8::1", "[2001:db8::1]"])
+def test_client_ip_holds_the_names_built_from_the_address(ip):
+    """A ClientIP carries the parsed address, its canonical text, its DNSBL labels and its PTR name."""
+    parsed = parse_ip(ip)
+    client = client_ip(ip)
+    assert client.ip == parsed and client.text == str(parsed) and client.ptr == reverse_name(parsed)
+    assert client.labels == reversed_labels(parsed) and client.labels + ".bl.test" == dnsbl_name(parsed, "bl.test")
+
+
+def test_client_ip_refuses_what_parse_ip_refuses():
+    """A bad address is the same InvalidArgument through client_ip."""
+    with pytest.raises(InvalidArgument, match="ip:"):
+        client_ip("1.2.3.256")
 
 
 @pytest.mark.parametrize("bad", ["", "1.2.3", "1.2.3.256", "example.com", "::g", "1.2.3.4/32", "999.1.1.1"])

@@ -45,8 +45,9 @@ PARSE_OK = [
 
 @pytest.mark.parametrize("obj, expected", PARSE_OK)
 def test_parse_request_accepts_requests_and_notifications(obj, expected):
-    """A request gives (msgid, method, args); a notification has msgid None."""
+    """A request gives (msgid, method, args), as a Request or a plain tuple (the server's); a notification has msgid None."""
     assert tuple(wire.parse_request(obj)) == expected
+    assert wire.parse_request_tuple(obj) == expected
 
 
 PARSE_BAD = [
@@ -67,10 +68,11 @@ PARSE_BAD = [
 
 @pytest.mark.parametrize("obj, cls, msgid", PARSE_BAD)
 def test_parse_request_refuses_wrong_shapes(obj, cls, msgid):
-    """A wrong shape raises BadRequest carrying the msgid when one was readable."""
-    with pytest.raises(cls) as info:
-        wire.parse_request(obj)
-    assert info.value.msgid == msgid
+    """A wrong shape raises BadRequest carrying the msgid when one was readable, from either parser."""
+    for parse in (wire.parse_request, wire.parse_request_tuple):
+        with pytest.raises(cls) as info:
+            parse(obj)
+        assert info.value.msgid == msgid
 
 
 def test_parse_request_refuses_an_oversized_frame_by_msgid():

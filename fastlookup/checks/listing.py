@@ -5,29 +5,37 @@ common case and a value, never an error. A list's error codes (e.g. Spamhaus
 ``127.255.255.254``, "query via public resolver") and answers outside
 127.0.0.0/8 are never hits: they go to ``unknown`` with status
 ``list_error``. Upstream failures go to ``unknown`` with the answer status.
+
+The query names of a call are built once (``dnsbl_queries``,
+``rhsbl_queries``), before the first pass. ``listing`` gives the typed
+``Listing`` (the policy engine reads it); ``listing_wire`` gives the same
+result as the contract's map directly, for the ``dnsbl``/``rhsbl`` methods
+that would only convert it.
 """
 
 from __future__ import annotations
 
 from ..lookup import Get
 from ..model import Hit, Listing, Unknown
-from ..names import IPAddress, dnsbl_name, rhsbl_name
+from ..names import IPAddress, reversed_labels, rhsbl_name
 from .zones import Zone
 
-__all__ = ["listing", "dnsbl_listing", "rhsbl_listing", "join_txt"]
+__all__ = ["listing", "listing_wire", "dnsbl_listing", "rhsbl_listing", "dnsbl_queries", "rhsbl_queries", "join_txt"]
+
+Queries = list[tuple[Zone, str]]
 
 
 def join_txt(records: tuple[str, ...]) -> str | None:
     return "; ".join(records) if records else None
 
 
-def listing(get: Get, queries: list[tuple[Zone, str]], disabled: set[str] = frozenset()) -> Listing:  # type: ignore[assignment]
-    """The listing of one item over ``(zone, query name)`` pairs."""
-    hits: list[Hit] = []
-    unknown: list[Unknown] = []
+def _scan(get: Get, queries: Queries, disabled: set[str]) -> tuple[list, list]:
+    """``([(display, codes, text)], [(display, status)])``: the hits and unknowns of one pass."""
+    hits: list = []
+    unknown: list = []
     for zone, qname in queries:
-        if zone.name in disabled:
-            unknown.append(Unknown(zone.display, "disabled"))
+        if disabled and zone.name in disabled:
+            unknown.append((zone.display, "disabled"))
             continue
         answer = get(qname, "A")
         if answer is None:
@@ -38,23 +46,52 @@ def listing(get: Get, queries: list[tuple[Zone, str]], disabled: set[str] = froz
             if codes:
                 txt = get(qname, "TXT")
                 text = join_txt(txt.records) if txt is not None and txt.status == "ok" else None
-                hits.append(Hit(zone.display, codes, text))
+                hits.append((zone.display, codes, text))
             elif error:
-                unknown.append(Unknown(zone.display, "list_error"))
+                unknown.append((zone.display, "list_error"))
         elif status != "nxdomain" and status != "nodata":
-            unknown.append(Unknown(zone.display, status))
-    return Listing(tuple(hits), tuple(unknown))
+            unknown.append((zone.display, status))
+    return hits, unknown
 
 
-def dnsbl_listing(get: Get, ip: IPAddress, zones: tuple[Zone, ...], disabled: set[str] = frozenset()) -> Listing:  # type: ignore[assignment]
-    return listing(get, [(z, dnsbl_name(ip, z.name)) for z in zones], disabled)
+def listing(get: Get, queries: Queries, disabled: set[str] = frozenset()) -> Listing:  # type: ignore[assignment]
+    """The listing of one item over ``(zone, query name)`` pairs."""
+    hits, unknown = _scan(get, queries, disabled)
+    return Listing(
+        tuple([Hit(*h) for h in hits]) if hits else (),
+        tuple([Unknown(*u) for u in unknown]) if unknown else (),
+    )
 
 
-def rhsbl_listing(get: Get, domain: str, zones: tuple[Zone, ...], disabled: set[str] = frozenset()) -> Listing:  # type: ignore[assignment]
+def listing_wire(get: Get, queries: Queries, disabled: set[str] = frozenset()) -> dict:  # type: ignore[assignment]
+    """``listing(...).to_wire()``, without building the typed objects first."""
+    hits, unknown = _scan(get, queries, disabled)
+    return {
+        "listed": bool(hits),
+        "hits": [{"zone": zone, "codes": list(codes), "text": text} for zone, codes, text in hits],
+        "unknown": [{"zone": zone, "status": status} for zone, status in unknown],
+    }
+
+
+def dnsbl_queries(labels: str, zones: tuple[Zone, ...]) -> Queries:
+    """``(zone, query name)`` pairs of an IP's reversed labels (``names.reversed_labels``), RFC 5782 §2.1/§2.4."""
+    return [(z, labels + "." + z.name) for z in zones]
+
+
+def rhsbl_queries(domain: str, zones: tuple[Zone, ...]) -> Queries:
+    """``(zone, query name)`` pairs of a normalised domain; a zone under which the name is too long is left out."""
     queries = []
     for z in zones:
         try:
             queries.append((z, rhsbl_name(domain, z.name)))
         except Exception:  # name too long under this zone: it cannot be listed there
             continue
-    return listing(get, queries, disabled)
+    return queries
+
+
+def dnsbl_listing(get: Get, ip: IPAddress, zones: tuple[Zone, ...], disabled: set[str] = frozenset()) -> Listing:  # type: ignore[assignment]
+    return listing(get, dnsbl_queries(reversed_labels(ip), zones), disabled)
+
+
+def rhsbl_listing(get: Get, domain: str, zones: tuple[Zone, ...], disabled: set[str] = frozenset()) -> Listing:  # type: ignore[assignment]
+    return listing(get, rhsbl_queries(domain, zones), disabled)

@@ -173,6 +173,17 @@ class ZoneRegistry:
 
     def many(self, specs, kind: str = "dnsbl") -> tuple[Zone, ...]:
         """The Zones of a list of specs; the same list is built once (every call names it)."""
+        kind_specs = type(specs)
+        if kind_specs is tuple or kind_specs is list:
+            # The hot path: a list seen before (the defaults, or a client's usual
+            # zones) is answered by one look-up; only lists that passed the checks
+            # below are ever stored. A list holding an unhashable value is no key.
+            try:
+                zones = self._many.get((kind, specs if kind_specs is tuple else tuple(specs)))
+            except TypeError:
+                zones = None
+            if zones is not None:
+                return zones
         if isinstance(specs, str) or not isinstance(specs, (list, tuple)):
             raise InvalidArgument("zones: expected a list of zone names")
         if not all(isinstance(s, str) for s in specs):
