@@ -1,4 +1,4 @@
-"""In-memory doubles for the engine's seams (upstream, clock), for unit tests of logic.
+"""In-memory doubles for the engine's seams (clock; upstream from fastlookup.upstream.memory).
 
 Integration tests use the real servers of ``fastlookup.testing``; these
 doubles only let cache and resolver logic be tested with a stepped clock.
@@ -6,9 +6,8 @@ doubles only let cache and resolver logic be tested with a stepped clock.
 
 from __future__ import annotations
 
-import asyncio
-
 from fastlookup.model import Answer
+from fastlookup.upstream.memory import MemoryUpstream
 
 
 class FakeClock:
@@ -21,22 +20,10 @@ class FakeClock:
         return self.now
 
 
-class FakeUpstream:
-    """Answers from a table ``{(name, rdtype): Answer}``; NXDOMAIN otherwise; counts queries."""
+#: The engine tests' default: NXDOMAIN with a 300 s SOA-derived TTL.
+NXDOMAIN_300 = Answer("nxdomain", (), 300)
 
-    def __init__(self, table: dict | None = None, delay: float = 0.0) -> None:
-        self.table = dict(table or {})
-        self.delay = delay
-        self.queries: list[tuple[str, str]] = []
-        self.fail = False  # answer "timeout" to everything (a dead upstream)
 
-    async def query(self, name: str, rdtype: str, deadline: float) -> Answer:
-        self.queries.append((name, rdtype))
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.fail:
-            return Answer("timeout")
-        return self.table.get((name, rdtype), Answer("nxdomain", (), 300))
-
-    async def close(self) -> None:
-        pass
+def FakeUpstream(table: dict | None = None, *, delay: float = 0.0, hold: bool = False) -> MemoryUpstream:
+    """The shipped in-memory upstream with the engine tests' NXDOMAIN default (see MemoryUpstream)."""
+    return MemoryUpstream(table, default=NXDOMAIN_300, delay_s=delay, hold=hold)

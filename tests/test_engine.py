@@ -18,26 +18,12 @@ from fastlookup.lookup import MAX_ROUNDS, MISSING, run, try_sync
 from fastlookup.model import Answer
 from fastlookup.resolver import Resolver
 from fastlookup.stats import Stats
+from fastlookup.upstream.memory import MemoryUpstream
 
 OK = Answer("ok", ("192.0.2.1",), 300)
 
 
-class GatedUpstream(FakeUpstream):
-    """A FakeUpstream whose answers wait until the test opens the gate."""
-
-    def __init__(self, table: dict | None = None) -> None:
-        super().__init__(table)
-        self.gate = asyncio.Event()
-
-    async def query(self, name: str, rdtype: str, deadline: float) -> Answer:
-        self.queries.append((name, rdtype))
-        await self.gate.wait()
-        if self.fail:
-            return Answer("timeout")
-        return self.table.get((name, rdtype), Answer("nxdomain", (), 300))
-
-
-def make(table: dict | None = None, *, upstream=None, clock=None, entries: int = 1000, prefetch: bool = True, **ttl) -> tuple[Resolver, FakeUpstream, FakeClock]:
+def make(table: dict | None = None, *, upstream=None, clock=None, entries: int = 1000, prefetch: bool = True, **ttl) -> tuple[Resolver, MemoryUpstream, FakeClock]:
     clock = clock or FakeClock()
     upstream = upstream or FakeUpstream(table)
     resolver = Resolver(
@@ -87,7 +73,7 @@ def test_failures_are_never_given_a_real_ttl():
 
     async def main():
         resolver, upstream, _ = make()
-        upstream.fail = True
+        upstream.failing = True
         assert (await ask(resolver)).ttl == 0
 
     asyncio.run(main())
@@ -115,7 +101,7 @@ def test_expired_answer_is_served_stale_when_upstream_fails(cached, past_s, stal
         await ask(resolver)
         fresh = resolver.memory.get("A:a.test").ttl
         clock.now += fresh + past_s
-        upstream.fail = True
+        upstream.failing = True
         answer = await ask(resolver)
         if stale:
             assert answer.source == "stale" and answer.status == cached.status and answer.records == cached.records
@@ -136,10 +122,10 @@ def test_prefetch_starts_once_in_the_last_tenth_of_the_ttl():
     """A hit in the last 10% of its TTL starts exactly one background refresh, however many hits follow."""
 
     async def main():
-        resolver, upstream, clock = make({("a.test", "A"): Answer("ok", ("192.0.2.1",), 100)}, upstream=GatedUpstream({("a.test", "A"): Answer("ok", ("192.0.2.1",), 100)}))
-        upstream.gate.set()
+        resolver, upstream, clock = make({("a.test", "A"): Answer("ok", ("192.0.2.1",), 100)}, upstream=FakeUpstream({("a.test", "A"): Answer("ok", ("192.0.2.1",), 100)}, hold=True))
+        upstream.release()
         await ask(resolver)
-        upstream.gate.clear()
+        upstream.hold_answers()
         clock.now += 50
         assert resolver.peek("a.test", "A").source == "memory"
         assert len(upstream.queries) == 1  # not yet in the last 10%
@@ -148,7 +134,7 @@ def test_prefetch_starts_once_in_the_last_tenth_of_the_ttl():
             assert resolver.peek("a.test", "A").source == "memory"  # still answered from memory
         await asyncio.sleep(0)  # let the refresh task start
         assert len(upstream.queries) == 2
-        upstream.gate.set()
+        upstream.release()
         await asyncio.wait(list(resolver._tasks))
         clock.now += 50
         assert resolver.peek("a.test", "A").ttl > 40  # refreshed: fresh again
@@ -221,11 +207,11 @@ def test_500_concurrent_identical_lookups_make_one_upstream_query():
     """500 callers asking the same question at once share one upstream query."""
 
     async def main():
-        upstream = GatedUpstream({("a.test", "A"): OK})
+        upstream = FakeUpstream({("a.test", "A"): OK}, hold=True)
         resolver, _, _ = make(upstream=upstream)
         tasks = [asyncio.ensure_future(ask(resolver)) for _ in range(500)]
         await asyncio.sleep(0)
-        upstream.gate.set()
+        upstream.release()
         answers = await asyncio.gather(*tasks)
         assert len(upstream.queries) == 1
         assert {a.records for a in answers} == {OK.records}
@@ -238,13 +224,13 @@ def test_deadline_gives_timeout_and_the_answer_still_lands_in_the_cache():
     """A caller gets 'timeout' at its deadline; the fetch goes on and caches the answer for the next."""
 
     async def main():
-        upstream = GatedUpstream({("a.test", "A"): OK})
+        upstream = FakeUpstream({("a.test", "A"): OK}, hold=True)
         resolver, _, _ = make(upstream=upstream, clock=time.monotonic)
         t0 = time.monotonic()
         answer = await resolver.resolve("a.test", "A", time.monotonic() + 0.05)
         assert answer.status == "timeout" and time.monotonic() - t0 < 0.5
         assert resolver.stats.total("deadline_timeouts") == 1
-        upstream.gate.set()
+        upstream.release()
         await asyncio.wait(list(resolver._tasks))
         assert resolver.peek("a.test", "A").records == OK.records
 
@@ -256,11 +242,11 @@ def test_deadline_serves_a_stale_answer_when_one_is_kept():
 
     async def main():
         clock = FakeClock()
-        upstream = GatedUpstream({("a.test", "A"): OK})
+        upstream = FakeUpstream({("a.test", "A"): OK}, hold=True)
         resolver, _, _ = make(upstream=upstream, clock=clock)
-        upstream.gate.set()
+        upstream.release()
         await ask(resolver)
-        upstream.gate.clear()
+        upstream.hold_answers()
         clock.now += 400  # expired (300 s), inside stale_s
         answer = await resolver.resolve("a.test", "A", clock() - 1)  # deadline already passed
         assert answer.source == "stale" and answer.records == OK.records
