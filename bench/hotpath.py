@@ -25,6 +25,7 @@ import argparse
 import sys
 import time
 
+from bench.memory_tier import NoUpstream
 from fastlookup import rpc
 from fastlookup.cache.entry import Entry, TtlPolicy
 from fastlookup.cache.memory import MemoryCache, make_key
@@ -39,14 +40,6 @@ __all__ = ["World", "measure", "main"]
 
 DNSBL = ("bl0.bench.test", "bl1.bench.test", "bl2.bench.test")
 RHSBL = ("rhs.bench.test",)
-
-
-class _NoUpstream:
-    async def query(self, name: str, rdtype: str, deadline: float):  # pragma: no cover - a bug if reached
-        raise AssertionError("hotpath asked upstream")
-
-    async def close(self) -> None:
-        pass
 
 
 class _Transport:
@@ -76,7 +69,7 @@ class World:
         self.ips = [f"198.18.{i >> 8}.{i & 255}" for i in range(n)]
         self.domains = [f"d{i}.test" for i in range(n)]
         self.now = time.monotonic()
-        self.resolver = Resolver(_NoUpstream(), MemoryCache(100_000), TtlPolicy(), prefetch=False)
+        self.resolver = Resolver(NoUpstream(), MemoryCache(100_000), TtlPolicy(), prefetch=False)
         self.ctx = rpc.Context(zones=ZoneRegistry(), stats=Stats(), default_dnsbl=DNSBL, default_rhsbl=RHSBL)
         self.server = Server("/nonexistent/hotpath.sock", self.ctx, self.resolver)
 

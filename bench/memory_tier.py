@@ -41,11 +41,11 @@ ZONES = ("bl0.bench.test", "bl1.bench.test", "bl2.bench.test")
 _LISTED = ("127.0.0.2",)
 
 
-class _NoUpstream:
+class NoUpstream:
     """The resolver's upstream in a memory-only measurement: never asked."""
 
     async def query(self, name: str, rdtype: str, deadline: float):  # pragma: no cover - a bug if reached
-        raise AssertionError("memory_tier asked upstream")
+        raise AssertionError("a memory-only measurement asked upstream")
 
     async def close(self) -> None:
         pass
@@ -122,7 +122,7 @@ def measure(n: int, samples: int = 200_000) -> dict:
     del fill_names
     traced_per_entry = (traced - names_size) / entries
 
-    resolver = Resolver(_NoUpstream(), cache, TtlPolicy(), prefetch=False)
+    resolver = Resolver(NoUpstream(), cache, TtlPolicy(), prefetch=False)
     rng = random.Random(5)
     picks = [names[rng.randrange(len(names))] for _ in range(samples)]
     peek = resolver.peek

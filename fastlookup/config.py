@@ -38,6 +38,7 @@ __all__ = [
     "ZoneConfig",
     "PolicyConfig",
     "load_config",
+    "merge_tables",
     "ENV_PREFIX",
 ]
 
@@ -295,11 +296,12 @@ def _build(cls: type, data: Mapping, path: str, from_env: Mapping[str, bool]) ->
     return cls(**kwargs)
 
 
-def _merge(base: dict, extra: Mapping) -> dict:
+def merge_tables(base: Mapping, extra: Mapping) -> dict:
+    """``base`` with ``extra`` laid over it, table by table (how file, env and flags combine)."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_tables(out[key], value)
         else:
             out[key] = value
     return out
@@ -343,9 +345,9 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {os.fspath(path)!r} is not valid TOML: {exc}") from None
     env_tree, env_marks = _env_tree(os.environ if environ is None else environ)
-    data = _merge(data, env_tree)
+    data = merge_tables(data, env_tree)
     if overrides:
-        data = _merge(data, overrides)
+        data = merge_tables(data, overrides)
 
     hints = typing.get_type_hints(Config)
     kwargs: dict[str, Any] = {}

@@ -36,21 +36,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastlookup.client import Client
-from fastlookup.config import Config, load_config
+from fastlookup.config import Config, load_config, merge_tables
 from fastlookup.errors import ServiceUnavailable
 from fastlookup.testing._proc import OutputReader, ServerStartError, popen, stop_process, wait_until
 
 __all__ = ["ServiceThread", "ServiceProcess", "RoutedUpstream", "service_config"]
-
-
-def _merge(base: dict, extra: Mapping) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def service_config(
@@ -70,7 +60,7 @@ def service_config(
     overrides: dict = {"server": {"socket": socket_path, "grace_s": 2.0}, "health": {"interval_s": 0}}
     if servers:
         overrides["upstream"] = {"servers": servers, "timeout_s": 0.5, "attempts": 2}
-    overrides = _merge(overrides, tables)
+    overrides = merge_tables(overrides, tables)
     return load_config(environ=environ if environ is not None else {}, overrides=overrides)
 
 

@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from bench.memory_tier import NoUpstream
 from fastlookup import rpc
 from fastlookup.cache.entry import Entry, TtlPolicy
 from fastlookup.cache.memory import MemoryCache, make_key
@@ -39,14 +40,6 @@ LISTING = {
     "hits": [{"zone": "bl0.bench.test", "codes": ["127.0.0.2"], "text": "Listed by bl0.bench.test: 198.18.3.4"}],
     "unknown": [],
 }
-
-
-class _NoUpstream:
-    async def query(self, name, rdtype, deadline):  # pragma: no cover - a test bug if reached
-        raise AssertionError("a warm-cache benchmark asked upstream")
-
-    async def close(self):
-        pass
 
 
 def _answer_for(name: str, rdtype: str) -> Entry:
@@ -77,7 +70,7 @@ def _warm(resolver: Resolver, evaluate) -> None:
 
 @pytest.fixture
 def resolver() -> Resolver:
-    return Resolver(_NoUpstream(), MemoryCache(10_000), TtlPolicy(), prefetch=False)
+    return Resolver(NoUpstream(), MemoryCache(10_000), TtlPolicy(), prefetch=False)
 
 
 @pytest.fixture
