@@ -138,3 +138,22 @@ class Child:
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
             self.output.join(1.0)
+
+
+class RunsChild:
+    """A benchmark server run as one ``Child``: its pid, CPU seconds and stop, in one place."""
+
+    child: Child | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.child is not None
+        return self.child.pid
+
+    def cpu_seconds(self) -> float:
+        return self.child.cpu_seconds() if self.child else 0.0
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.stop()
+            self.child = None

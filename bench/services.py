@@ -20,7 +20,7 @@ import msgpack
 
 from fastlookup.testing._proc import ServerStartError, wait_until
 
-from .procs import Child
+from .procs import Child, RunsChild
 from .workload import Workload
 
 __all__ = ["FastlookupService", "FloorService", "rpc_call"]
@@ -75,7 +75,7 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class FastlookupService:
+class FastlookupService(RunsChild):
     """One fastlookup service process on its own socket."""
 
     def __init__(
@@ -121,11 +121,6 @@ class FastlookupService:
         self.config_text = "\n".join(line for line in lines if not line.startswith("socket = "))
         self.child: Child | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self.child is not None
-        return self.child.pid
-
     def start(self, timeout_s: float = 20.0) -> "FastlookupService":
         self.child = Child(self.name, [sys.executable, "-c", _RUN, self.config], env=_env(), cwd=self.workdir)
         try:
@@ -142,16 +137,8 @@ class FastlookupService:
         except (OSError, ConnectionError, RuntimeError, TimeoutError):
             return {}
 
-    def cpu_seconds(self) -> float:
-        return self.child.cpu_seconds() if self.child else 0.0
 
-    def stop(self) -> None:
-        if self.child is not None:
-            self.child.stop()
-            self.child = None
-
-
-class FloorService:
+class FloorService(RunsChild):
     """``python -m bench.floor`` with the workload's expected answers in its dict."""
 
     def __init__(self, workdir: str, workload: Workload) -> None:
@@ -167,11 +154,6 @@ class FloorService:
             fh.write(msgpack.packb(table))
         self.child: Child | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self.child is not None
-        return self.child.pid
-
     def start(self, timeout_s: float = 10.0) -> "FloorService":
         args = [sys.executable, "-m", "bench.floor", "--socket", self.socket, "--answers", self.answers]
         self.child = Child("floor", args, env=_env())
@@ -185,11 +167,3 @@ class FloorService:
 
     def stats(self) -> dict:
         return {}
-
-    def cpu_seconds(self) -> float:
-        return self.child.cpu_seconds() if self.child else 0.0
-
-    def stop(self) -> None:
-        if self.child is not None:
-            self.child.stop()
-            self.child = None

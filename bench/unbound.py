@@ -23,7 +23,7 @@ import dns.rdatatype
 from fastlookup.testing._proc import find_binary, wait_until
 from fastlookup.testing.ports import free_port
 
-from .procs import Child
+from .procs import Child, RunsChild
 
 __all__ = ["Unbound"]
 
@@ -64,7 +64,7 @@ def _config(port: int, workdir: str, stubs: dict[str, tuple[str, int]]) -> str:
     return "\n".join(lines)
 
 
-class Unbound:
+class Unbound(RunsChild):
     """One unbound process on 127.0.0.1 with a fresh (empty) cache."""
 
     def __init__(self, workdir: str, stubs: dict[str, tuple[str, int]], name: str = "unbound") -> None:
@@ -77,11 +77,6 @@ class Unbound:
     @property
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
-
-    @property
-    def pid(self) -> int:
-        assert self.child is not None
-        return self.child.pid
 
     def _answers(self) -> bool:
         query = dns.message.make_query("version.server.", dns.rdatatype.TXT, dns.rdataclass.CH)
@@ -110,11 +105,3 @@ class Unbound:
                 if not in_use or attempt == 2:
                     raise
         raise AssertionError("unreachable")
-
-    def cpu_seconds(self) -> float:
-        return self.child.cpu_seconds() if self.child else 0.0
-
-    def stop(self) -> None:
-        if self.child is not None:
-            self.child.stop()
-            self.child = None
