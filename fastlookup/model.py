@@ -30,9 +30,8 @@ RDTYPES = ("A", "AAAA", "PTR", "TXT", "MX", "NS", "CNAME", "SOA")
 #: Where an answer came from.
 TIERS = ("memory", "redis", "upstream", "stale")
 
-#: Statuses that are a real answer from an authoritative source (cacheable
-#: with their TTL); the others are failures, cached only briefly.
-POSITIVE = "ok"
+#: Negative answers (cached with their SOA-derived TTL, RFC 2308) and failures
+#: (cached only briefly, never shared); "ok" is the one positive status.
 NEGATIVE = frozenset({"nxdomain", "nodata"})
 FAILURES = frozenset({"servfail", "refused", "timeout", "error"})
 

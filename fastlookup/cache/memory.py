@@ -51,9 +51,6 @@ class MemoryCache:
             data.popitem(last=False)
             self.evictions += 1
 
-    def delete(self, key: str) -> None:
-        self._data.pop(key, None)
-
     def purge_suffix(self, suffix: str) -> int:
         """Drop every entry whose name ends with ``suffix`` (a zone taken out of use); returns how many."""
         dead = [k for k in self._data if k.endswith(suffix)]

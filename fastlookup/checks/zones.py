@@ -186,8 +186,9 @@ class ZoneRegistry:
                 return zones
         if isinstance(specs, str) or not isinstance(specs, (list, tuple)):
             raise InvalidArgument("zones: expected a list of zone names")
-        if not all(isinstance(s, str) for s in specs):
-            _bad_zone(next(s for s in specs if not isinstance(s, str)))
+        for s in specs:
+            if not isinstance(s, str):
+                raise InvalidArgument(f"zones: expected zone names (strings), got {type(s).__name__}")
         key = (kind, tuple(specs))
         zones = self._many.get(key)
         if zones is None:
@@ -195,7 +196,3 @@ class ZoneRegistry:
             if len(self._many) < 1000:
                 self._many[key] = zones
         return zones
-
-
-def _bad_zone(value) -> Zone:
-    raise InvalidArgument(f"zones: expected zone names (strings), got {type(value).__name__}")
