@@ -136,20 +136,15 @@ class StatsCollector(Collector):
 
     def collect(self) -> Iterable[Any]:
         stats = self.stats
-        for name, series in sorted(list(stats.counters.items())):
-            items = list(series.items())
-            width = len(items[0][0]) if items else len(stats.labels.get(name, ()))
-            family = CounterMetricFamily(f"{self.prefix}_{name}", self._help(name), labels=self._label_names(name, width))
-            for labels, value in _merged(items, width, self._values):
-                family.add_metric(labels, value)
-            yield family
-        for name, series in sorted(list(stats.gauges.items())):
-            items = list(series.items())
-            width = len(items[0][0]) if items else len(stats.labels.get(name, ()))
-            family = GaugeMetricFamily(f"{self.prefix}_{name}", self._help(name), labels=self._label_names(name, width))
-            for labels, value in _merged(items, width, self._values, last=True):
-                family.add_metric(labels, value)
-            yield family
+        # Counters sum series that redaction merges; gauges keep the last value.
+        for family_type, table, last in ((CounterMetricFamily, stats.counters, False), (GaugeMetricFamily, stats.gauges, True)):
+            for name, series in sorted(list(table.items())):
+                items = list(series.items())
+                width = len(items[0][0]) if items else len(stats.labels.get(name, ()))
+                family = family_type(f"{self.prefix}_{name}", self._help(name), labels=self._label_names(name, width))
+                for labels, value in _merged(items, width, self._values, last=last):
+                    family.add_metric(labels, value)
+                yield family
         for name, series in sorted(list(stats.histograms.items())):
             items = list(series.items())
             width = len(items[0][0]) if items else len(stats.labels.get(name, ()))
