@@ -8,7 +8,10 @@ set -euo pipefail
 # "run": what the service needs (Python and venv); "test" (default): everything
 # the tests and the benchmark harness start for real.
 RUN_PKGS=(python3 python3-venv python3-pip)
-TEST_PKGS=(python3-dev gcc redis-server redis-tools rbldnsd unbound ucspi-tcp postfix procps iproute2)
+# nsd: a real primary for the AXFR/IXFR mirror tests; socat: the docs' "Try it" probes;
+# libidn12 libgnutls-dane0 libdb5.3 libnsl2 libpcre2-8-0: libraries of the unpacked Exim.
+TEST_PKGS=(python3-dev gcc redis-server redis-tools rbldnsd unbound ucspi-tcp postfix procps iproute2
+           nsd socat libidn12 libgnutls-dane0 libdb5.3 libnsl2 libpcre2-8-0)
 case "${1:-test}" in
     run) PKGS=("${RUN_PKGS[@]}") ;;
     test) PKGS=("${RUN_PKGS[@]}" "${TEST_PKGS[@]}") ;;
@@ -19,10 +22,18 @@ missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
+unpack_exim() {
+    # Exim is unpacked, not installed (it conflicts with postfix): see unpack-exim.sh.
+    if [ "${1:-test}" = test ]; then
+        $SUDO bash "$(dirname "$0")/unpack-exim.sh" >/dev/null
+    fi
+}
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ ${#missing[@]} -eq 0 ]; then
+    unpack_exim "${1:-test}"
+    exit 0
+fi
 
 policy=/usr/sbin/policy-rc.d
 had_policy=0
@@ -41,3 +52,4 @@ APT=($SUDO apt-get -y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-c
     "${APT[@]}" update
     "${APT[@]}" install --no-install-recommends "${missing[@]}"
 }
+unpack_exim "${1:-test}"
