@@ -133,7 +133,9 @@ def serve(config_file: str | None, socket_path: str | None, upstream: str | None
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(message, err=True)
+    from .masking import mask_secrets  # config errors name zones, and a zone may carry a DQS key
+
+    click.echo(mask_secrets(message), err=True)
     raise click.exceptions.Exit(code)
 
 

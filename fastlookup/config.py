@@ -185,8 +185,11 @@ class Config:
     def to_dict(self, mask_secrets: bool = True) -> dict:
         """The effective configuration as plain data; passwords in URLs masked."""
         out = _asdict(self)
-        if mask_secrets and out["redis"]["url"]:
-            out["redis"]["url"] = mask_url(out["redis"]["url"])
+        if mask_secrets:
+            # Every string and key: DQS keys in zone names (tables and policy lists), URL passwords.
+            from .masking import mask_secrets as mask
+
+            out = _map_strings(out, mask)
         return out
 
 
@@ -195,10 +198,21 @@ _NAMED_TABLES = {"dnsbl": ZoneConfig, "rhsbl": ZoneConfig, "policy": PolicyConfi
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of ``scheme://user:password@host`` style URLs (also in lists)."""
-    import re
+    """Hide the password of ``scheme://user:password@host`` style URLs (also in lists): ``masking.mask_secrets``."""
+    from .masking import mask_secrets
 
-    return re.sub(r"(://[^:/@,\s]*:)[^@/\s]+@", r"\1***@", url)
+    return mask_secrets(url)
+
+
+def _map_strings(obj: Any, fn: Any) -> Any:
+    """``obj`` (plain data) with ``fn`` applied to every string, dict keys included."""
+    if isinstance(obj, str):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {(fn(k) if isinstance(k, str) else k): _map_strings(v, fn) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_map_strings(v, fn) for v in obj]
+    return obj
 
 
 def _asdict(obj: Any) -> Any:
@@ -344,6 +358,10 @@ def load_config(
             raise ConfigError(f"config file {os.fspath(path)!r} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {os.fspath(path)!r} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:  # a binary or non-UTF-8 file: TOML is UTF-8 (a config error, exit 4)
+            raise ConfigError(f"config file {os.fspath(path)!r} is not UTF-8 text (byte {exc.start}): TOML files are UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {os.fspath(path)!r} cannot be read: {exc.strerror or exc}") from None
     env_tree, env_marks = _env_tree(os.environ if environ is None else environ)
     data = merge_tables(data, env_tree)
     if overrides:
@@ -383,18 +401,27 @@ def _check_references(config: Config) -> None:
         )
     from .names import normalize_domain
     from .errors import InvalidArgument
+    from .checks.codes import CodeFilter, split_zone_spec  # stdlib-only parsing, bounded
 
     for table in ("dnsbl", "rhsbl"):
-        for zone in getattr(config, table):
+        for zone, zconf in getattr(config, table).items():
             try:
                 normalize_domain(zone)
             except InvalidArgument:
                 raise ConfigError(f"{table}.{zone!r}: not a domain name") from None
+            # Reply-code filters are parsed (and bounded) at load, not at the first call naming the zone.
+            if zconf.codes is not None:
+                CodeFilter.parse(zconf.codes, f"{table}.{zone}.codes")
+            if zconf.errors is not None:
+                CodeFilter.parse(zconf.errors, f"{table}.{zone}.errors")
     for pname, policy in config.policy.items():
         for table in ("dnsbl", "rhsbl", "allow_zones"):
             for i, zone in enumerate(getattr(policy, table)):
+                where = f"policy.{pname}.{table}[{i}]"
+                # Postfix/postscreen "zone=127.0.0.[2..11]*2" or Exim "zone&0.0.0.8": the name comes first.
+                name = split_zone_spec(zone)[0]
                 try:
-                    # Postfix/postscreen form "zone=127.0.0.[2..11]*2": the name is before "=" / "*".
-                    normalize_domain(zone.split("=", 1)[0].split("*", 1)[0])
+                    normalize_domain(name)
                 except InvalidArgument:
-                    raise ConfigError(f"policy.{pname}.{table}[{i}]: {zone!r} is not a domain name") from None
+                    raise ConfigError(f"{where}: {zone!r} is not a domain name") from None
+                # The filter and weight are parsed (bounded) when the policy engine builds its zones.

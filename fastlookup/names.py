@@ -11,7 +11,13 @@ Every name fastlookup sends upstream is built here, so bad input becomes an
   removed, IDNs converted to A-labels (IDNA 2008 with UTS #46 mapping), label
   (63) and name (253) length limits of RFC 1035 §2.3.4 checked.
 
-Results are memoised: the same client IPs and domains recur constantly.
+Results are memoised: the same client IPs and domains recur constantly. A
+memo is keyed on the text as sent, so every memoised function refuses text
+over a small bound (``MAX_IP_CHARS``, ``MAX_NAME_CHARS``) before it is
+cached: failures are never memoised, so the caches hold at most
+65,536 entries of at most that many characters each (~30 MB at worst).
+Scoped IPv6 (``fe80::1%eth0``) is refused: a zone index names an interface
+of the sender's host, nothing a DNS name can carry.
 """
 
 from __future__ import annotations
@@ -34,12 +40,19 @@ __all__ = [
     "normalize_domain",
     "rhsbl_name",
     "domain_of_address",
+    "MAX_IP_CHARS",
+    "MAX_NAME_CHARS",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Letters, digits, hyphen; underscore too, since HELO names and some list
 # entries carry it. Anything else (spaces, slashes, '@'...) is not a DNS name.
+#: The longest text accepted as an address (an IPv4-mapped IPv6 in brackets with spaces to spare)
+#: and as a domain name (253 characters, a trailing dot and a little whitespace).
+MAX_IP_CHARS = 64
+MAX_NAME_CHARS = 260
+
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 
@@ -48,10 +61,14 @@ def parse_ip(text: str) -> IPAddress:
     """Parse an IPv4/IPv6 address; IPv4-mapped IPv6 becomes its IPv4 address."""
     if not isinstance(text, str):
         raise InvalidArgument(f"ip: expected a string, got {type(text).__name__}")
+    if len(text) > MAX_IP_CHARS:
+        raise InvalidArgument(f"ip: {len(text)} characters is not an IPv4 or IPv6 address")
     try:
         ip = ipaddress.ip_address(text.strip().strip("[]"))
     except ValueError:
         raise InvalidArgument(f"ip: {text[:64]!r} is not an IPv4 or IPv6 address") from None
+    if ip.version == 6 and ip.scope_id is not None:
+        raise InvalidArgument(f"ip: {text[:64]!r} has a zone index (%...); give the address without it")
     if ip.version == 6 and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
@@ -109,6 +126,8 @@ def normalize_domain(text: str, what: str = "domain") -> str:
     """
     if not isinstance(text, str):
         raise InvalidArgument(f"{what}: expected a string, got {type(text).__name__}")
+    if len(text) > MAX_NAME_CHARS:
+        raise InvalidArgument(f"{what}: name is {len(text)} characters long, the limit is 253")
     name = text.strip()
     if name.endswith("."):
         name = name[:-1]

@@ -36,6 +36,7 @@ from .cache.memory import MemoryCache
 from .checks.policy import PolicyEngine
 from .checks.zones import ZoneRegistry
 from .config import Config, ConfigError, PolicyConfig, load_config, mask_url
+from .masking import mask_secrets
 from .errors import BadRequest, InternalError, InvalidArgument, RpcError
 from .lookup import MISSING, run as run_lookup, try_sync
 from .resolver import Resolver
@@ -290,7 +291,7 @@ class Service:
             new = config if config is not None else load_config(self.config_path, overrides=self.overrides)
             self._apply(new)
         except ConfigError as exc:
-            log.error("reload failed, keeping the running configuration: %s", exc)
+            log.error("reload failed, keeping the running configuration: %s", mask_secrets(str(exc)))
             return False
         log.info("configuration reloaded")
         return True

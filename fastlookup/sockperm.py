@@ -21,6 +21,10 @@ __all__ = ["apply_socket_access", "claim_socket_path"]
 log = logging.getLogger("fastlookup.socket")
 
 
+#: sun_path holds 108 bytes, one for the terminating NUL (unix(7)).
+MAX_SOCKET_PATH = 107
+
+
 def claim_socket_path(
     path: str, key: str, error: type[Exception], owner: str = "server", busy_hint: str = "stop it or choose another path"
 ) -> None:
@@ -29,13 +33,21 @@ def claim_socket_path(
     ``key`` names the config key in the message (``server.socket``,
     ``postfix.listen``...).
     """
+    from .errors import ConfigError  # a bad path is a config error (exit 4), not a traceback
+
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH:
+        raise ConfigError(f"{key}: {path[:80]!r}... is {size} bytes; a unix socket path is at most {MAX_SOCKET_PATH} bytes")
     directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
     try:
+        if directory:
+            os.makedirs(directory, mode=0o755, exist_ok=True)
         st = os.stat(path)
     except FileNotFoundError:
         return
+    except OSError as exc:  # the parent is a regular file (EEXIST/ENOTDIR), or cannot be made (EACCES)
+        why = "is not a directory" if os.path.lexists(directory) and not os.path.isdir(directory) else exc.strerror or str(exc)
+        raise ConfigError(f"{key}: cannot use {path!r}: its directory {directory!r} {why}") from None
     if not stat.S_ISSOCK(st.st_mode):
         raise error(f"{key}: {path!r} exists and is not a socket; remove it or choose another path")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -8,7 +8,14 @@ label is never shown: ``Zone.display`` masks it (``***.zen.dq.spamhaus.net``)
 and only ``display`` goes into results, replies and logs.
 
 Zones may also be written in Postfix/postscreen form:
-``zone=127.0.0.[2..11]*2`` (reply filter, then weight).
+``zone=127.0.0.[2..11]*2`` (reply filter, then weight), or with Exim's
+filters ``zone&0.0.0.8``, ``zone!=127.0.0.2``, ``zone!&0.0.0.8``.
+
+Client-named specs are bounded (``MAX_CLIENT_SPEC_CHARS`` characters each)
+and their built zones kept in bounded, evicting caches (``MAX_BUILT``
+zones, ``MAX_LISTS`` zone lists; the oldest goes first): a client naming
+ever new specs costs CPU, never memory beyond those caps (a built zone is a
+few hundred bytes: octet sets are integers, see ``codes``).
 """
 
 from __future__ import annotations
@@ -18,10 +25,16 @@ from typing import Mapping
 
 from ..config import ZoneConfig
 from ..errors import ConfigError, InvalidArgument
+from ..masking import mask_secrets
 from ..names import normalize_domain
-from .codes import CodeFilter
+from .codes import CodeFilter, parse_weight, split_zone_spec
 
 __all__ = ["Zone", "Profile", "PROFILES", "ZoneRegistry", "DEFAULT_ERRORS"]
+
+#: Bounds on what a client's ``zones`` can make this registry hold (see the module docstring).
+MAX_CLIENT_SPEC_CHARS = 300
+MAX_BUILT = 4096
+MAX_LISTS = 1024
 
 SPAMHAUS_ERRORS = ("127.255.255.252-127.255.255.255",)
 #: Error codes assumed for a list without a profile: 127.0.0.1 is the RFC 5782
@@ -90,14 +103,16 @@ class Zone:
 
     def classify(self, codes: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
         """(listing codes, list_error) of an A answer; RFC 5782 §2.3 codes are 127/8."""
-        listed = []
+        candidates = []
         error = False
         for code in codes:
             if self.errors.match(code) or not code.startswith("127."):
                 error = True
-            elif self.codes.match(code):
-                listed.append(code)
-        return tuple(listed), error and not listed
+            else:
+                candidates.append(code)
+        # ``select``: a negated (Exim ``!=``) filter lists when no candidate matches.
+        listed = self.codes.select(candidates) if candidates else ()
+        return listed, error and not listed
 
 
 def _profile_for(name: str) -> tuple[Profile, str]:
@@ -107,21 +122,28 @@ def _profile_for(name: str) -> tuple[Profile, str]:
         return profile, name
     for suffix, profile in PROFILES.items():
         if name.endswith("." + suffix):
-            display = "***." + suffix if profile.keyed else name
+            display = mask_secrets(name) if profile.keyed else name  # the one masking function
             return profile, display
     return GENERIC, name
 
 
 def _split_spec(spec: str) -> tuple[str, str | None, float | None]:
-    """``zone[=pattern][*weight]`` -> (zone, pattern, weight)."""
+    """``zone[=pattern|&mask|!=…|!&…][*weight]`` -> (zone, filter with its operator, weight).
+
+    InvalidArgument for a spec over ``MAX_CLIENT_SPEC_CHARS`` or a weight that is not a finite number.
+    """
+    if len(spec) > MAX_CLIENT_SPEC_CHARS:
+        raise InvalidArgument(f"zones: a zone spec of {len(spec)} characters, the limit is {MAX_CLIENT_SPEC_CHARS}")
+    name, pattern, weight_text = split_zone_spec(spec)
     weight = None
-    if "*" in spec:
-        spec, w = spec.rsplit("*", 1)
-        weight = float(w)
-    pattern = None
-    if "=" in spec:
-        spec, pattern = spec.split("=", 1)
-    return spec, pattern, weight
+    if weight_text is not None:
+        try:
+            weight = parse_weight(weight_text, spec)
+        except ValueError:
+            raise InvalidArgument(
+                f"zones: {spec[:80]!r}: the weight after '*' must be a number from -1000 to 1000 (zone*2)"
+            ) from None
+    return name, pattern, weight
 
 
 @dataclass
@@ -167,8 +189,10 @@ class ZoneRegistry:
             targets=conf.targets if conf.targets is not None else profile.targets,
             allow=conf.allow if conf.allow is not None else profile.allow,
         )
-        if len(self._built) < 10000:  # client-named zones must not grow this without bound
-            self._built[(kind, spec)] = zone
+        built = self._built
+        if len(built) >= MAX_BUILT:  # client-named zones must not grow this without bound: drop the oldest
+            del built[next(iter(built))]
+        built[(kind, spec)] = zone
         return zone
 
     def many(self, specs, kind: str = "dnsbl") -> tuple[Zone, ...]:
@@ -193,6 +217,8 @@ class ZoneRegistry:
         zones = self._many.get(key)
         if zones is None:
             zones = tuple(self.get(s, kind) for s in specs)
-            if len(self._many) < 1000:
-                self._many[key] = zones
+            many = self._many
+            if len(many) >= MAX_LISTS:  # evict the oldest list: a client may name ever new lists
+                del many[next(iter(many))]
+            many[key] = zones
         return zones
