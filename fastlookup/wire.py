@@ -28,6 +28,7 @@ __all__ = [
     "Request",
     "Decoder",
     "FramingError",
+    "Oversized",
     "parse_request",
     "parse_request_tuple",
     "encode_request",
@@ -42,6 +43,33 @@ DEFAULT_MAX_FRAME = 1 << 20
 
 class FramingError(Exception):
     """The byte stream is not msgpack (or a frame cannot fit): close the connection."""
+
+
+class Oversized:
+    """A whole frame that holds an array or map over the decoder's entry limit.
+
+    It was skipped without being built (msgpack's ``skip`` allocates
+    nothing), so the stream stays in sync: the server answers ``too_large``
+    by ``msgid`` (when the frame's head showed one) and keeps the connection.
+    """
+
+    __slots__ = ("msgid",)
+
+    def __init__(self, msgid: int | None) -> None:
+        self.msgid = msgid
+
+
+def _head_msgid(data: bytes) -> int | None:
+    """The msgid of a request frame starting ``data``, read from its first bytes only; None if none shows."""
+    head = msgpack.Unpacker(raw=False, max_array_len=16, max_map_len=16, max_str_len=64, max_bin_len=64, max_buffer_size=64)
+    head.feed(data[:64])
+    try:
+        if head.read_array_header() != 4 or head.unpack() != REQUEST:
+            return None
+        msgid = head.unpack()
+    except Exception:  # anything odd in the head: no msgid to answer by
+        return None
+    return msgid if type(msgid) is int and 0 <= msgid <= MAX_MSGID else None
 
 
 class Request(NamedTuple):
@@ -61,7 +89,7 @@ class Decoder:
     there is no way to resynchronise a msgpack stream).
     """
 
-    __slots__ = ("_unpacker", "_offset", "_fed", "max_frame", "largest")
+    __slots__ = ("_unpacker", "_offset", "_fed", "max_frame", "largest", "_limit", "_chunks", "_chunks_at", "_skipper", "_tell0")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, max_array_len: int | None = None) -> None:
         self.max_frame = max_frame
@@ -69,20 +97,31 @@ class Decoder:
         # frame can be measured and refused by msgid. ``max_array_len`` bounds
         # array and map headers: msgpack preallocates a list of the announced
         # length, so a few bytes of nested headers could otherwise claim a
-        # lot of memory.
-        limit = max_frame if max_array_len is None else max_array_len
-        self._unpacker = msgpack.Unpacker(
-            raw=False,
-            max_buffer_size=2 * max_frame + (1 << 18),
-            read_size=min(1 << 16, 2 * max_frame + (1 << 18)),
-            max_array_len=limit,
-            max_map_len=limit,
-            strict_map_key=False,
-            use_list=True,
-        )
+        # lot of memory. A frame over that bound is skipped (not built) and
+        # yielded as ``Oversized``, so the connection keeps its sync.
+        self._limit = max_frame if max_array_len is None else max_array_len
+        self._unpacker = self._new_unpacker()
         self._offset = 0
         self._fed = 0
         self.largest = 0  # the largest frame seen: a pool can drop decoders whose buffer grew
+        # The bytes fed since the start of the frame in progress (from stream
+        # offset ``_chunks_at``): kept so an over-limit frame can be skipped.
+        self._chunks: list[bytes] = []
+        self._chunks_at = 0
+        self._skipper: Any = None  # an Unpacker skipping an over-limit frame still arriving
+        self._tell0 = 0  # the stream offset where the current unpacker started (its tell() counts from there)
+
+    def _new_unpacker(self) -> Any:
+        max_frame = self.max_frame
+        return msgpack.Unpacker(
+            raw=False,
+            max_buffer_size=2 * max_frame + (1 << 18),
+            read_size=min(1 << 16, 2 * max_frame + (1 << 18)),
+            max_array_len=self._limit,
+            max_map_len=self._limit,
+            strict_map_key=False,
+            use_list=True,
+        )
 
     @property
     def idle(self) -> bool:
@@ -96,27 +135,85 @@ class Decoder:
 
     def feed(self, data: bytes) -> None:
         try:
-            self._unpacker.feed(data)
+            (self._skipper or self._unpacker).feed(data)
         except msgpack.BufferFull:
             raise FramingError(f"a frame larger than {self.max_frame} bytes") from None
+        chunks = self._chunks
+        if self._fed == self._offset:  # no partial frame before this read: start afresh
+            chunks.clear()
+            self._chunks_at = self._fed
+        elif len(chunks) > 16:  # drop reads wholly before the frame in progress
+            at = self._chunks_at
+            while chunks and at + len(chunks[0]) <= self._offset:
+                at += len(chunks.pop(0))
+            self._chunks_at = at
+        chunks.append(data)
         self._fed += len(data)
 
-    def __iter__(self) -> Iterator[tuple[Any, int]]:
-        unpacker = self._unpacker
-        # The Unpacker's own iteration ends a read without raising OutOfData
-        # (~0.6 µs less per read than ``unpack()`` in a try). Only what
-        # ``next(unpacker)`` raises is caught: the consumer's exceptions do not
-        # pass through the suspended ``yield``.
+    def _oversized(self) -> tuple[Oversized, int] | None:
+        """Skip the over-limit frame starting at ``_offset``: (Oversized, size), or None while it is incomplete."""
+        skipper = self._skipper
+        if skipper is None:
+            data = b"".join(self._chunks)[self._offset - self._chunks_at :]
+            self._chunks = [data]
+            self._chunks_at = self._offset
+            skipper = self._skipper = msgpack.Unpacker(max_buffer_size=2 * self.max_frame + (1 << 18))
+            skipper.feed(data)
         try:
-            for obj in unpacker:
-                end = unpacker.tell()
-                size, self._offset = end - self._offset, end
-                if size > self.largest:
-                    self.largest = size
-                yield obj, size
-        except (ValueError, TypeError, OverflowError, msgpack.UnpackException, msgpack.StackError) as exc:
-            # TypeError: a map key that is itself a map or array (unhashable).
+            skipper.skip()  # walks the frame without building it, so no limit applies or is needed
+        except msgpack.OutOfData:
+            return None
+        except (ValueError, msgpack.UnpackException, msgpack.StackError) as exc:
             raise FramingError(f"not msgpack: {exc}") from None
+        size = skipper.tell()
+        data = b"".join(self._chunks)
+        start = self._offset - self._chunks_at
+        msgid = _head_msgid(data[start : start + 64])
+        rest = data[start + size :]
+        self._skipper = None
+        self._unpacker = self._new_unpacker()
+        self._unpacker.feed(rest)
+        self._tell0 = self._offset + size
+        self._chunks = [rest]
+        self._offset += size
+        self._chunks_at = self._offset
+        return Oversized(msgid), size
+
+    def __iter__(self) -> Iterator[tuple[Any, int]]:
+        while True:
+            if self._skipper is not None:
+                skipped = self._oversized()
+                if skipped is None:
+                    return
+                yield skipped
+            unpacker = self._unpacker
+            # The Unpacker's own iteration ends a read without raising OutOfData
+            # (~0.6 µs less per read than ``unpack()`` in a try). Only what
+            # ``next(unpacker)`` raises is caught: the consumer's exceptions do not
+            # pass through the suspended ``yield``.
+            try:
+                for obj in unpacker:
+                    end = self._tell0 + unpacker.tell()
+                    size, self._offset = end - self._offset, end
+                    if size > self.largest:
+                        self.largest = size
+                    yield obj, size
+                return
+            except ValueError as exc:
+                text = str(exc)
+                if "exceeds max_" not in text:
+                    raise FramingError(f"not msgpack: {text}") from None
+                announced = text.split(" ", 1)[0]
+                if not announced.isdigit() or int(announced) >= self.max_frame:
+                    # N entries take at least N bytes: such a frame can never be within max_frame.
+                    raise FramingError(f"an array or map announcing {announced[:12]} entries cannot fit in {self.max_frame} bytes") from None
+                skipped = self._oversized()
+                if skipped is None:
+                    return
+                yield skipped
+            except (TypeError, OverflowError, msgpack.UnpackException, msgpack.StackError) as exc:
+                # TypeError: a map key that is itself a map or array (unhashable).
+                raise FramingError(f"not msgpack: {exc}") from None
 
 
 def parse_request(obj: Any, size: int = 0, max_frame: int = DEFAULT_MAX_FRAME) -> Request:
@@ -138,6 +235,10 @@ def parse_request_tuple(obj: Any, size: int = 0, max_frame: int = DEFAULT_MAX_FR
             raise _bad("msgid must be an unsigned 32-bit integer", None)
     elif type(obj) is list and len(obj) == 3 and obj[0] == NOTIFICATION:
         _, method, params = obj
+    elif type(obj) is Oversized:
+        exc = TooLarge(f"an array or map in the frame is over the limit of entries ({size} bytes skipped)")
+        exc.msgid = obj.msgid  # type: ignore[attr-defined]
+        raise exc
     else:
         raise _bad("not a msgpack-rpc request: expected [0, msgid, method, params]", None)
     if size > max_frame:

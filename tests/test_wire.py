@@ -105,6 +105,37 @@ def test_decoder_refuses_huge_announced_arrays():
         list(dec)
 
 
+def test_decoder_skips_over_limit_arrays_without_building_them():
+    """An array over max_array_len that could fit in a frame is skipped, not allocated: it waits for its bytes."""
+    dec = wire.Decoder(max_array_len=1024)
+    dec.feed(b"\xdd\x00\x01\x00\x00")  # an array announcing 65,536 entries, none sent
+    assert list(dec) == [] and not dec.idle
+
+
+@pytest.mark.parametrize("split", [None, 1, 7, 100])
+def test_decoder_yields_oversized_frames_by_msgid_and_stays_in_sync(split):
+    """A frame with an array or map over the entry limit becomes Oversized(msgid); the next frame still decodes."""
+    frames = [
+        wire.encode_request(1, "batch", {"calls": [["ping", {}]] * 1025}),
+        wire.encode_request(2, "ping"),
+        wire.encode_request(3, "dnsbl", {"ip": {str(i): i for i in range(2000)}}),
+        wire.encode_request(4, "ping"),
+    ]
+    data = b"".join(frames)
+    dec = wire.Decoder(max_array_len=1024)
+    got = []
+    step = split or len(data)
+    for i in range(0, len(data), step):
+        dec.feed(data[i : i + step])
+        for obj, size in dec:
+            try:
+                got.append(wire.parse_request(obj, size).msgid)
+            except TooLarge as exc:
+                got.append(("too_large", exc.msgid))
+    assert got == [("too_large", 1), 2, ("too_large", 3), 4]
+    assert dec.idle
+
+
 @pytest.mark.parametrize(
     "data",
     [b"\xc1", b"\x81\x80\x00", b"\x81\x90\x00", b"\xa2\xff\xfe"],
