@@ -184,6 +184,8 @@ class Service:
             if config.redis.url:
                 self.shared = self._make_shared(config)
                 self.resolver.shared = self.shared
+                if hasattr(self.shared, "set_ttl_policy"):  # Redis values are clamped by this instance's policy
+                    self.shared.set_ttl_policy(self.resolver.ttl)
             await self.server.start()
             for key, (module_name, func) in LISTENERS.items():
                 listen = _setting(config, key)
@@ -307,6 +309,8 @@ class Service:
         # Swap.
         resolver = self.resolver
         resolver.ttl = ttl
+        if hasattr(self.shared, "set_ttl_policy"):
+            self.shared.set_ttl_policy(ttl)
         resolver.prefetch = new.cache.prefetch
         resolver.fetch_budget_s = self._fetch_budget(new)
         self.memory.max_entries = new.cache.memory_entries  # a lower bound is reached as entries expire

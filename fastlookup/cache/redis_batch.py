@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 from ..stats import Stats
 from .breaker import Breaker
-from .entry import Entry
+from .entry import Entry, TtlPolicy
 from .redis_codec import Decoded, decode
 
 __all__ = ["Batcher", "MAX_IN_FLIGHT", "error_kind"]
@@ -117,6 +117,10 @@ class Batcher:
         self._scheduled = False
         self._tasks: set[asyncio.Task] = set()  # round trips of writes and of batches that waited
         self._in_flight = 0
+        # Read validation (redis_codec.decode): this instance's TTL policy (the service sets it) and
+        # where a Redis key's record type starts (the tier sets it: len of its value prefix).
+        self.ttl_policy: Any = None
+        self.type_at = 0
 
     # --- queueing -----------------------------------------------------------------
 
@@ -288,6 +292,10 @@ class Batcher:
             raise
         except Exception as exc:  # any failure of the round trip: fail soft, counted
             kind = error_kind(exc)
+            if kind == "reply" and not read_keys:
+                # Redis answered, refusing writes/claims (OOM under maxmemory + noeviction): it is
+                # alive, and reads must keep working (docs/redis.md), so this does not trip the breaker.
+                ok = True
             if self.fast is not None and kind != "reply" and not self.cluster and not batch.claims and not batch.writes:
                 self.fast.reset()  # the lean connection timed out or broke: reopened on the next read
             self.stats.inc("redis_errors", (kind,))
@@ -352,8 +360,10 @@ class Batcher:
         if read_keys:
             stats.inc("redis_keys_read", (), len(read_keys))
             now_mono, now_wall = self.clock(), self.wall()
+            policy, type_at = self.ttl_policy or TtlPolicy(), self.type_at
             for rkey, raw in zip(read_keys, values):
-                entry = decode(raw, now_mono, now_wall) if isinstance(raw, bytes) else None
+                rdtype = rkey[type_at : rkey.find(":", type_at)] if type_at else None
+                entry = decode(raw, now_mono, now_wall, policy, rdtype) if isinstance(raw, bytes) else None
                 if entry is Decoded.CORRUPT:
                     stats.inc("redis_corrupt")
                     entry = None

@@ -17,16 +17,29 @@ Values
     its last 10%). A value that is not exactly this shape — another schema,
     another program's data, bytes flipped — decodes to ``None`` and the tier
     counts it as corrupt; the next ``put`` overwrites it.
+
+A value read from Redis is input like any other (another host, another
+version, anyone with write access to Redis may have put it there), so
+``decode`` also checks what it means before it is served: the raw value is at
+most ``MAX_VALUE_BYTES``; times are finite and ``stored_at`` is not in the
+future (beyond ``MAX_CLOCK_SKEW_S``); the remaining fresh and stale lifetimes
+are clamped by *this* instance's ``TtlPolicy`` (so ``max_ttl_s`` holds
+whatever another host stored); at most ``MAX_RECORDS`` records, each a
+string of the record type's shape (addresses for A/AAAA, names for
+PTR/NS/CNAME, ``pref name`` for MX) and at most ``MAX_RECORD_CHARS``. Any
+failure is ``CORRUPT``: counted, and a miss.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import socket
 
 import msgpack
 
-from ..model import FAILURES, STATUSES
-from .entry import Entry
+from ..model import FAILURES, NEGATIVE, STATUSES
+from .entry import Entry, TtlPolicy
 
 __all__ = [
     "SCHEMA",
@@ -37,6 +50,49 @@ __all__ = [
     "decode",
     "Decoded",
 ]
+
+#: Bounds on a value read from Redis (see the module docstring).
+MAX_VALUE_BYTES = 65536
+MAX_RECORDS = 256
+MAX_RECORD_CHARS = 65535  # a TXT record's text; names are held to 255
+MAX_CLOCK_SKEW_S = 60.0
+_DEFAULT_POLICY = TtlPolicy()
+_NAME = re.compile(r"[!-~]{1,255}")  # printable ASCII, no space: dnspython's text of a name (escapes included)
+_MX = re.compile(r"[0-9]{1,5} [!-~]{1,255}")
+
+
+def _address_check(family: int):
+    def check(text: str) -> bool:
+        try:
+            socket.inet_pton(family, text)
+        except (OSError, ValueError):  # ValueError: an embedded NUL
+            return False
+        return True
+
+    return check
+
+
+_RECORD_CHECKS = {
+    "A": _address_check(socket.AF_INET),
+    "AAAA": _address_check(socket.AF_INET6),
+    "PTR": lambda t: _NAME.fullmatch(t) is not None,
+    "NS": lambda t: _NAME.fullmatch(t) is not None,
+    "CNAME": lambda t: _NAME.fullmatch(t) is not None,
+    "MX": lambda t: _MX.fullmatch(t) is not None,
+}
+
+
+def valid_records(records: list, rdtype: str | None) -> bool:
+    """Whether ``records`` (from Redis) are at most MAX_RECORDS strings of ``rdtype``'s shape."""
+    if len(records) > MAX_RECORDS:
+        return False
+    check = _RECORD_CHECKS.get(rdtype) if rdtype is not None else None
+    for record in records:
+        if type(record) is not str or len(record) > MAX_RECORD_CHARS:
+            return False
+        if check is not None and not check(record):
+            return False
+    return True
 
 #: Version of the value layout; bump it (and ``KEY_VERSION``) on any change.
 SCHEMA = 1
@@ -98,12 +154,17 @@ class Decoded:
     EXPIRED = "expired"  # ours, but past its freshness: a plain miss
 
 
-def decode(raw: bytes | None, now_mono: float, now_wall: float) -> Entry | str | None:
+def decode(
+    raw: bytes | None, now_mono: float, now_wall: float, policy: TtlPolicy = _DEFAULT_POLICY, rdtype: str | None = None
+) -> Entry | str | None:
     """The Entry in ``raw`` on the monotonic clock with its remaining TTL;
     ``None`` for no value, ``Decoded.EXPIRED`` for an expired one and
-    ``Decoded.CORRUPT`` for anything that is not a value of this schema."""
+    ``Decoded.CORRUPT`` for anything that is not a valid value of this schema
+    (``rdtype``: the cache key's record type, for the records' shape)."""
     if raw is None:
         return None
+    if len(raw) > MAX_VALUE_BYTES:
+        return Decoded.CORRUPT
     try:
         value = _unpackb(raw, raw=False, use_list=True, max_bin_len=0, max_ext_len=0)
     except Exception:  # any malformed msgpack: a foreign or damaged value
@@ -122,13 +183,23 @@ def decode(raw: bytes | None, now_mono: float, now_wall: float) -> Entry | str |
         or type(stored_at) not in _NUMBER
         or type(expires_at) not in _NUMBER
         or type(stale_until) not in _NUMBER
+        or not math.isfinite(stale_until)  # +inf/nan would overflow later arithmetic; -inf is below stored_at
         or not stored_at <= expires_at <= stale_until
+        or stored_at > now_wall + MAX_CLOCK_SKEW_S
+        or not valid_records(records, rdtype)
     ):
         return Decoded.CORRUPT
-    for record in records:
-        if type(record) is not str:
-            return Decoded.CORRUPT
     left = expires_at - now_wall
     if left <= 0:
         return Decoded.EXPIRED
-    return Entry(status, tuple(records), ttl, now_mono + left, now_mono + (stale_until - now_wall))
+    # This instance's TTL policy bounds what it serves, whatever another host stored.
+    if status in NEGATIVE:
+        max_fresh, max_stale = policy.negative_max_ttl_s, policy.stale_negative_s
+    else:
+        max_fresh, max_stale = policy.max_ttl_s, policy.stale_s
+    if ttl > max_fresh:
+        ttl = max_fresh
+    if left > max_fresh:
+        left = max_fresh
+    stale = min(stale_until - expires_at, max_stale)
+    return Entry(status, tuple(records), ttl, now_mono + left, now_mono + left + stale)

@@ -97,6 +97,7 @@ class RedisTier:
             max_in_flight=max_in_flight,
             fast=None if connection.kind == "cluster" else FastReader(connection.client),
         )
+        self.batcher.type_at = len(self.keys.value_prefix)  # values are checked against their key's record type
         self._closed = False
         self.stats.set("redis_breaker_open", 0)
         self.stats.declare("redis_errors", "kind")
@@ -123,6 +124,10 @@ class RedisTier:
             clock=clock,
             name="redis " + describe(cfg.url),
         )
+
+    def set_ttl_policy(self, policy: Any) -> None:
+        """This instance's ``TtlPolicy``: values read from Redis are clamped by it (redis_codec.decode)."""
+        self.batcher.ttl_policy = policy
 
     @property
     def wall(self) -> Callable[[], float]:
