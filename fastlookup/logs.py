@@ -21,7 +21,17 @@ every non-printable character (``\\n``, ``\\t``, ``\\xNN``, ``\\uNNNN``);
 ``json`` goes through ``json.dumps`` with ``ensure_ascii`` so even U+2028
 cannot split a line. A traceback is one escaped ``exc`` field. No message
 carries a secret (house rule 11): callers log ``Zone.display`` and masked
-URLs. Standard library only.
+URLs, and every field passes ``masking.mask_secrets`` as well, so a secret
+that slips into an exception text is still hidden.
+
+Bounded (issue 12): text that came from a client ends up in messages and
+exception texts, so every string argument of a record and the last line
+of a traceback are cut to ``MAX_INPUT_CHARS`` (a cut ends in ``…``); and a
+warning, an error or a traceback is logged once per ``RATE_INTERVAL_S`` per
+class (logger, message template, exception type): the next one of the class
+after the interval carries ``suppressed=N``, the count left out meanwhile.
+A flood of bad requests costs a few lines a minute, not a log the size of the
+flood. Standard library only.
 """
 
 from __future__ import annotations
@@ -30,9 +40,29 @@ import json
 import logging
 import sys
 import time
+import traceback
 from typing import IO, Any
 
-__all__ = ["setup_logging", "setup", "KvFormatter", "JsonFormatter", "FORMATTERS", "LEVELS", "kv_escape", "record_fields"]
+from .masking import mask_secrets
+
+__all__ = [
+    "setup_logging",
+    "setup",
+    "KvFormatter",
+    "JsonFormatter",
+    "FORMATTERS",
+    "LEVELS",
+    "kv_escape",
+    "record_fields",
+    "RateLimit",
+    "MAX_INPUT_CHARS",
+    "RATE_INTERVAL_S",
+]
+
+#: Every string argument of a record, and an exception's text, is cut to this many characters.
+MAX_INPUT_CHARS = 200
+#: A class of warnings/errors/tracebacks is logged at most once per this many seconds.
+RATE_INTERVAL_S = 10.0
 
 #: ``LogConfig.level`` -> logging level.
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -58,18 +88,77 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
         "ts": _timestamp(record.created),
         "level": record.levelname.lower(),
         "logger": record.name,
-        "msg": record.getMessage(),
+        "msg": mask_secrets(_message(record)),
     }
     for key, value in record.__dict__.items():
         if key not in _STANDARD and not key.startswith("_"):
-            fields[key if key not in fields else "extra_" + key] = value
+            fields[key if key not in fields else "extra_" + key] = mask_secrets(value) if type(value) is str else value
     if record.exc_info and record.exc_info[0] is not None:
-        fields["exc"] = logging.Formatter().formatException(record.exc_info)
+        fields["exc"] = mask_secrets(_exception(record.exc_info))
     elif record.exc_text:
-        fields["exc"] = record.exc_text
+        fields["exc"] = mask_secrets(_cut(record.exc_text, 4 * MAX_INPUT_CHARS))
     if record.stack_info:
         fields["stack"] = record.stack_info
     return fields
+
+
+def _cut(text: str, limit: int = MAX_INPUT_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _message(record: logging.LogRecord) -> str:
+    """``record.getMessage()`` with every string argument cut to MAX_INPUT_CHARS."""
+    args = record.args
+    if isinstance(args, tuple) and args:
+        cut = tuple(_cut(a) if type(a) is str else _cut(str(a)) if isinstance(a, BaseException) else a for a in args)
+        try:
+            return str(record.msg) % cut
+        except (TypeError, ValueError):
+            pass
+    return _cut(record.getMessage(), 8 * MAX_INPUT_CHARS)
+
+
+def _exception(exc_info: Any) -> str:
+    """A traceback whose last line (the exception's text, often holding client input) is cut."""
+    etype, value, tb = exc_info
+    lines = traceback.format_tb(tb)
+    lines.append(f"{etype.__name__}: {_cut(str(value))}")
+    return "Traceback (most recent call last):\n" + "".join(lines)
+
+
+class RateLimit(logging.Filter):
+    """Pass one record per class (logger, template, exception type) per ``interval_s``; count the rest.
+
+    Only warnings, errors and records with a traceback are limited (the
+    verdict lines and the start-up lines are not). The next record of a
+    class that passes gets ``suppressed=N``. ``clock`` is injectable.
+    """
+
+    def __init__(self, interval_s: float = RATE_INTERVAL_S, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last: dict[tuple, float] = {}
+        self._suppressed: dict[tuple, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] is not None else None
+        if record.levelno < logging.WARNING and exc is None and not getattr(record, "_rate_limit", False):
+            return True
+        key = (record.name, str(record.msg)[:200], exc)
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        if len(self._last) >= 4096:  # bounded: classes come from code, but be safe
+            self._last.clear()
+            self._suppressed.clear()
+        self._last[key] = now
+        dropped = self._suppressed.pop(key, 0)
+        if dropped:
+            record.suppressed = dropped
+        return True
 
 
 def _escape_char(ch: str) -> str:
@@ -160,6 +249,7 @@ def setup_logging(cfg, stream: IO[str] | None = None, logger: logging.Logger | N
         target.removeHandler(old)
     handler = _Handler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(RateLimit())
     target.addHandler(handler)
     target.setLevel(level)
     return handler

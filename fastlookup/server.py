@@ -114,13 +114,13 @@ class Connection(asyncio.Protocol):
                 self._handle(obj, size, out)
         except FramingError as exc:
             server.stats.inc("framing_errors")
-            log.info("closing a connection: %s", exc)
+            log.info("closing a connection: %s", exc, extra={"_rate_limit": True})  # a flood logs once per interval
             if out:
                 self.transport.write(b"".join(out))
             self.transport.close()
             return
         except Exception as exc:  # a bug in the loop above: drop this connection, keep serving
-            log.exception("closing a connection after an internal error: %s", exc)
+            log.exception("closing a connection after an internal error: %s", type(exc).__name__)
             self.transport.close()
             return
         if out:
@@ -166,7 +166,7 @@ class Connection(asyncio.Protocol):
                 out.append(encode_error(msgid, exc.code, exc.message))
         except Exception as exc:
             server.stats.inc("rpc_errors", ("internal",))
-            log.exception("internal error in %s: %s", method[:64], exc)
+            log.exception("internal error in %s: %s", method[:64], type(exc).__name__)  # the text is in the traceback
             if msgid is not None:
                 out.append(encode_error(msgid, "internal", f"internal error in {method[:64]}: {type(exc).__name__}"))
 
@@ -194,7 +194,7 @@ class Connection(asyncio.Protocol):
             data = None if msgid is None else encode_error(msgid, exc.code, exc.message)
         except Exception as exc:
             server.stats.inc("rpc_errors", ("internal",))
-            log.exception("internal error in a lookup: %s", exc)
+            log.exception("internal error in a lookup: %s", type(exc).__name__)
             data = None if msgid is None else encode_error(msgid, "internal", f"internal error: {type(exc).__name__}")
         finally:
             server.in_flight -= 1

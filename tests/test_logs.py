@@ -151,3 +151,61 @@ def test_policy_verdict_line_is_one_line(fmt, tmp_path):
         assert record["logger"] == "fastlookup.verdict" and record["msg"].startswith("verdict action=reject")
     else:
         assert line.startswith("ts=") and " logger=fastlookup.verdict " in line and 'msg="verdict action=reject' in line
+
+
+# --- issue 12: bounded, rate-limited, masked ---------------------------------------------
+
+
+def _capture(clock):
+    import io
+
+    from fastlookup.logs import KvFormatter, RateLimit
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(KvFormatter())
+    handler.addFilter(RateLimit(10.0, clock=clock))
+    logger = logging.getLogger("fastlookup.test12")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    return logger, stream
+
+
+def test_an_error_class_is_logged_once_per_interval_with_a_count():
+    """1,000 identical tracebacks in an interval make one line; the next interval's line says how many were left out."""
+    now = [0.0]
+    logger, stream = _capture(lambda: now[0])
+    for i in range(1000):
+        try:
+            raise ValueError("x" * 100_000)
+        except ValueError:
+            logger.exception("internal error in %s: %s", "dnsbl", "ValueError")
+    now[0] = 11.0
+    try:
+        raise ValueError("again")
+    except ValueError:
+        logger.exception("internal error in %s: %s", "dnsbl", "ValueError")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert "suppressed=999" in lines[1]
+    assert len(stream.getvalue()) < 20_000  # the 100 kB exception text is cut, not printed twice
+
+
+def test_client_input_in_a_log_line_is_cut_and_escaped():
+    """A 1 MB argument with newlines and ESC becomes at most ~200 characters, escaped, on one line."""
+    logger, stream = _capture(lambda: 0.0)
+    logger.info("bad helo %s", "\x1b[31m\nforged=line " + "h" * 1_000_000)
+    out = stream.getvalue()
+    assert out.count("\n") == 1 and "\x1b" not in out and len(out) < 500
+
+
+def test_a_dqs_key_in_any_log_field_is_masked():
+    """A DQS key in a message, an extra field or an exception text never reaches the log."""
+    logger, stream = _capture(lambda: 0.0)
+    try:
+        raise RuntimeError("zone sekritKEY1.zen.dq.spamhaus.net failed")
+    except RuntimeError:
+        logger.exception("lookup under %s", "sekritKEY1.zen.dq.spamhaus.net", extra={"zone": "sekritKEY1.zen.dq.spamhaus.net"})
+    out = stream.getvalue()
+    assert "sekritKEY1" not in out and "***.zen.dq.spamhaus.net" in out
