@@ -27,7 +27,7 @@ that slips into an exception text is still hidden.
 Bounded (issue 12): text that came from a client ends up in messages and
 exception texts, so every string argument of a record and the last line
 of a traceback are cut to ``MAX_INPUT_CHARS`` (a cut ends in ``…``); and a
-warning, an error or a traceback is logged once per ``RATE_INTERVAL_S`` per
+traceback (or a line marked ``_rate_limit``) is logged once per ``RATE_INTERVAL_S`` per
 class (logger, message template, exception type): the next one of the class
 after the interval carries ``suppressed=N``, the count left out meanwhile.
 A flood of bad requests costs a few lines a minute, not a log the size of the
@@ -129,8 +129,9 @@ def _exception(exc_info: Any) -> str:
 class RateLimit(logging.Filter):
     """Pass one record per class (logger, template, exception type) per ``interval_s``; count the rest.
 
-    Only warnings, errors and records with a traceback are limited (the
-    verdict lines and the start-up lines are not). The next record of a
+    Only records with a traceback, and those a caller marks with
+    ``extra={"_rate_limit": True}`` (lines a client can cause at will), are
+    limited: the verdict lines and operator events ("reload failed") are not. The next record of a
     class that passes gets ``suppressed=N``. ``clock`` is injectable.
     """
 
@@ -143,7 +144,7 @@ class RateLimit(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] is not None else None
-        if record.levelno < logging.WARNING and exc is None and not getattr(record, "_rate_limit", False):
+        if exc is None and not getattr(record, "_rate_limit", False):
             return True
         key = (record.name, str(record.msg)[:200], exc)
         now = self.clock()
