@@ -19,6 +19,7 @@ from typing import Any, Iterator, NamedTuple
 import msgpack
 
 from .errors import BadRequest, TooLarge
+from .wire_walk import Walker
 
 __all__ = [
     "REQUEST",
@@ -46,17 +47,18 @@ class FramingError(Exception):
 
 
 class Oversized:
-    """A whole frame that holds an array or map over the decoder's entry limit.
+    """A whole frame that was walked over, not built: over the entry limit or over ``max_frame`` bytes.
 
-    It was skipped without being built (msgpack's ``skip`` allocates
-    nothing), so the stream stays in sync: the server answers ``too_large``
-    by ``msgid`` (when the frame's head showed one) and keeps the connection.
+    The walker (``wire_walk``) keeps no bytes, so the stream stays in sync:
+    the server answers ``too_large`` by ``msgid`` (when the frame's head
+    showed one) and keeps the connection.
     """
 
-    __slots__ = ("msgid",)
+    __slots__ = ("msgid", "why")
 
-    def __init__(self, msgid: int | None) -> None:
+    def __init__(self, msgid: int | None, why: str) -> None:
         self.msgid = msgid
+        self.why = why
 
 
 def _head_msgid(data: bytes) -> int | None:
@@ -80,43 +82,59 @@ class Request(NamedTuple):
     args: dict
 
 
+#: A read's worth of bytes beyond ``max_frame`` that the unpacker may hold (the frame in progress
+#: is at most ``max_frame``; the rest of the buffer is the read that completed it).
+READ_SLACK = 1 << 18
+
+
 class Decoder:
     """A streaming decoder: ``feed(data)`` then iterate ``(obj, size)`` pairs.
 
-    ``size`` is the frame's byte length, so an over-limit frame that did fit
-    in the buffer can still be answered with ``too_large`` by msgid. A frame
-    too big to buffer at all raises ``FramingError`` (the connection closes:
-    there is no way to resynchronise a msgpack stream).
+    ``size`` is the frame's byte length. Bounds (issue 12): the frame in
+    progress is buffered up to ``max_frame`` bytes only; past that, and for a
+    frame holding an array or map over ``max_array_len`` entries, the rest of
+    the frame is walked over without being kept or built (``wire_walk``) and
+    yielded as ``Oversized``, answered ``too_large`` by msgid with the
+    connection kept. A frame longer than ``max_walk`` bytes, bytes that are
+    not msgpack, or an array announcing more entries than a frame could hold
+    raise ``FramingError`` (the connection closes).
     """
 
-    __slots__ = ("_unpacker", "_offset", "_fed", "max_frame", "largest", "_limit", "_chunks", "_chunks_at", "_skipper", "_tell0")
+    __slots__ = (
+        "_unpacker", "_offset", "_fed", "max_frame", "max_walk", "largest", "_limit", "_chunks", "_chunks_at",
+        "_tell0", "_walker", "_walked", "_walk_head", "_walk_why", "_pending",
+    )
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, max_array_len: int | None = None) -> None:
         self.max_frame = max_frame
-        # Room for one whole over-limit frame plus a read's worth, so the
-        # frame can be measured and refused by msgid. ``max_array_len`` bounds
-        # array and map headers: msgpack preallocates a list of the announced
-        # length, so a few bytes of nested headers could otherwise claim a
-        # lot of memory. A frame over that bound is skipped (not built) and
-        # yielded as ``Oversized``, so the connection keeps its sync.
+        # A frame may be walked (not buffered) up to this length and still be
+        # answered by msgid; longer, the connection closes.
+        self.max_walk = 2 * max_frame + READ_SLACK
+        # ``max_array_len`` bounds array and map headers: msgpack preallocates
+        # a list of the announced length, so a few bytes of nested headers
+        # could otherwise claim a lot of memory.
         self._limit = max_frame if max_array_len is None else max_array_len
-        self._unpacker = self._new_unpacker()
-        self._offset = 0
-        self._fed = 0
+        self._unpacker: Any = self._new_unpacker()
+        self._offset = 0  # stream offset of the end of the last complete frame
+        self._fed = 0  # stream offset of the end of the bytes fed
         self.largest = 0  # the largest frame seen: a pool can drop decoders whose buffer grew
-        # The bytes fed since the start of the frame in progress (from stream
-        # offset ``_chunks_at``): kept so an over-limit frame can be skipped.
+        # The bytes fed since the frame in progress began (from stream offset
+        # ``_chunks_at``): what the walker starts from.
         self._chunks: list[bytes] = []
         self._chunks_at = 0
-        self._skipper: Any = None  # an Unpacker skipping an over-limit frame still arriving
-        self._tell0 = 0  # the stream offset where the current unpacker started (its tell() counts from there)
+        self._tell0 = 0  # stream offset where the current unpacker started (its tell() counts from there)
+        self._walker: Walker | None = None  # walking over a frame, or None
+        self._walked = 0
+        self._walk_head = b""
+        self._walk_why = ""
+        self._pending = b""  # bytes fed while walking, not yet walked
 
     def _new_unpacker(self) -> Any:
-        max_frame = self.max_frame
+        size = self.max_frame + READ_SLACK
         return msgpack.Unpacker(
             raw=False,
-            max_buffer_size=2 * max_frame + (1 << 18),
-            read_size=min(1 << 16, 2 * max_frame + (1 << 18)),
+            max_buffer_size=size,
+            read_size=min(1 << 16, size),
             max_array_len=self._limit,
             max_map_len=self._limit,
             strict_map_key=False,
@@ -133,11 +151,20 @@ class Decoder:
         """
         return self._fed == self._offset
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of the frame in progress held in memory (0 while walking: nothing is kept)."""
+        return 0 if self._walker is not None else self._fed - self._offset
+
     def feed(self, data: bytes) -> None:
+        if self._walker is not None:
+            self._pending += data
+            self._fed += len(data)
+            return
         try:
-            (self._skipper or self._unpacker).feed(data)
+            self._unpacker.feed(data)
         except msgpack.BufferFull:
-            raise FramingError(f"a frame larger than {self.max_frame} bytes") from None
+            raise FramingError(f"a read of {len(data)} bytes on top of a frame in progress is over the buffer") from None
         chunks = self._chunks
         if self._fed == self._offset:  # no partial frame before this read: start afresh
             chunks.clear()
@@ -150,42 +177,50 @@ class Decoder:
         chunks.append(data)
         self._fed += len(data)
 
-    def _oversized(self) -> tuple[Oversized, int] | None:
-        """Skip the over-limit frame starting at ``_offset``: (Oversized, size), or None while it is incomplete."""
-        skipper = self._skipper
-        if skipper is None:
-            data = b"".join(self._chunks)[self._offset - self._chunks_at :]
-            self._chunks = [data]
-            self._chunks_at = self._offset
-            skipper = self._skipper = msgpack.Unpacker(max_buffer_size=2 * self.max_frame + (1 << 18))
-            skipper.feed(data)
+    def _start_walk(self, why: str) -> None:
+        """Walk the frame in progress from its first byte; drop the unpacker and its buffer."""
+        data = b"".join(self._chunks)[self._offset - self._chunks_at :]
+        self._walker = Walker()
+        self._walked = 0
+        self._walk_head = data[:64]
+        self._walk_why = why
+        self._pending = data
+        self._unpacker = None
+        self._chunks = []
+        self._chunks_at = self._fed
+
+    def _walk(self) -> tuple[Oversized, int] | None:
+        """Walk the pending bytes: (Oversized, size) when the frame ended, else None."""
+        data, self._pending = self._pending, b""
         try:
-            skipper.skip()  # walks the frame without building it, so no limit applies or is needed
-        except msgpack.OutOfData:
-            return None
-        except (ValueError, msgpack.UnpackException, msgpack.StackError) as exc:
+            end = self._walker.feed(data)  # type: ignore[union-attr]
+        except ValueError as exc:
             raise FramingError(f"not msgpack: {exc}") from None
-        size = skipper.tell()
-        data = b"".join(self._chunks)
-        start = self._offset - self._chunks_at
-        msgid = _head_msgid(data[start : start + 64])
-        rest = data[start + size :]
-        self._skipper = None
+        self._walked += len(data) if end is None else end
+        if self._walked > self.max_walk:
+            raise FramingError(f"a frame larger than {self.max_walk} bytes")
+        if end is None:
+            return None
+        size = self._walked
+        rest = data[end:]
+        self._walker = None
         self._unpacker = self._new_unpacker()
-        self._unpacker.feed(rest)
-        self._tell0 = self._offset + size
-        self._chunks = [rest]
         self._offset += size
+        self._tell0 = self._offset
+        self._chunks = [rest] if rest else []
         self._chunks_at = self._offset
-        return Oversized(msgid), size
+        if rest:
+            self._unpacker.feed(rest)
+        return Oversized(_head_msgid(self._walk_head), self._walk_why), size
 
     def __iter__(self) -> Iterator[tuple[Any, int]]:
         while True:
-            if self._skipper is not None:
-                skipped = self._oversized()
-                if skipped is None:
+            if self._walker is not None:
+                walked = self._walk()
+                if walked is None:
                     return
-                yield skipped
+                yield walked
+                continue
             unpacker = self._unpacker
             # The Unpacker's own iteration ends a read without raising OutOfData
             # (~0.6 µs less per read than ``unpack()`` in a try). Only what
@@ -198,22 +233,24 @@ class Decoder:
                     if size > self.largest:
                         self.largest = size
                     yield obj, size
-                return
             except ValueError as exc:
                 text = str(exc)
                 if "exceeds max_" not in text:
                     raise FramingError(f"not msgpack: {text}") from None
                 announced = text.split(" ", 1)[0]
                 if not announced.isdigit() or int(announced) >= self.max_frame:
-                    # N entries take at least N bytes: such a frame can never be within max_frame.
-                    raise FramingError(f"an array or map announcing {announced[:12]} entries cannot fit in {self.max_frame} bytes") from None
-                skipped = self._oversized()
-                if skipped is None:
-                    return
-                yield skipped
+                    # N entries take at least N bytes: such a frame is over max_frame before it is sent whole.
+                    raise FramingError(f"an array or map announcing {announced[:12]} entries cannot fit in a frame") from None
+                self._start_walk("an array or map in the frame is over the limit of entries")
+                continue
             except (TypeError, OverflowError, msgpack.UnpackException, msgpack.StackError) as exc:
                 # TypeError: a map key that is itself a map or array (unhashable).
                 raise FramingError(f"not msgpack: {exc}") from None
+            if self._fed - self._offset > self.max_frame:
+                # The frame in progress is already over the limit: stop buffering it, walk the rest.
+                self._start_walk(f"frame over the limit of {self.max_frame} bytes")
+                continue
+            return
 
 
 def parse_request(obj: Any, size: int = 0, max_frame: int = DEFAULT_MAX_FRAME) -> Request:
@@ -236,7 +273,7 @@ def parse_request_tuple(obj: Any, size: int = 0, max_frame: int = DEFAULT_MAX_FR
     elif type(obj) is list and len(obj) == 3 and obj[0] == NOTIFICATION:
         _, method, params = obj
     elif type(obj) is Oversized:
-        exc = TooLarge(f"an array or map in the frame is over the limit of entries ({size} bytes skipped)")
+        exc = TooLarge(f"{obj.why} ({size} bytes skipped)")
         exc.msgid = obj.msgid  # type: ignore[attr-defined]
         raise exc
     else:

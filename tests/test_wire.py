@@ -222,3 +222,47 @@ def test_decoder_is_idle_only_between_frames():
     assert [size for _, size in dec] == [len(frame)] and not dec.idle
     dec.feed(frame[3:])
     assert len(list(dec)) == 1 and dec.idle and dec.largest == len(frame)
+
+
+@pytest.mark.parametrize("step", [1000, 65536])
+def test_a_frame_over_max_frame_is_walked_not_buffered(step):
+    """The bytes held for a frame in progress never exceed max_frame (+ one read); the frame is still answered by msgid."""
+    dec = wire.Decoder(max_frame=4096, max_array_len=1024)
+    data = wire.encode_request(5, "a", {"name": "x" * 9000}) + wire.encode_request(6, "ping")
+    got, most = [], 0
+    for i in range(0, len(data), step):
+        dec.feed(data[i : i + step])
+        for obj, size in dec:
+            try:
+                got.append(wire.parse_request(obj, size, 4096).msgid)
+            except TooLarge as exc:
+                got.append(("too_large", exc.msgid))
+        most = max(most, dec.buffered)
+    assert got == [("too_large", 5), 6] and dec.idle
+    assert most <= 4096 + step
+
+
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=40))
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+def test_walked_frames_keep_the_stream_in_sync_at_any_split(cuts):
+    """Over-limit frames (bytes or entries) between normal ones come out as too_large by msgid at any read split."""
+    frames = [
+        wire.encode_request(1, "ping"),
+        wire.encode_request(2, "a", {"name": "y" * 5000}),
+        wire.encode_request(3, "batch", {"calls": [["ping", {}]] * 1100}),
+        wire.encode_request(4, "ping"),
+    ]
+    data = b"".join(frames)
+    dec = wire.Decoder(max_frame=4096, max_array_len=1024)
+    got, at, i = [], 0, 0
+    while at < len(data):
+        n = cuts[i % len(cuts)]
+        i += 1
+        dec.feed(data[at : at + n])
+        at += n
+        for obj, size in dec:
+            try:
+                got.append(wire.parse_request(obj, size, 4096).msgid)
+            except TooLarge as exc:
+                got.append(("too_large", exc.msgid))
+    assert got == [1, ("too_large", 2), ("too_large", 3), 4]
