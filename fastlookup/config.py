@@ -68,6 +68,9 @@ class ServerConfig:
     grace_s: float = field(default=5.0, metadata=_range(0, 300))
     # Deadline of a lookup call that names none (checks use their policy's deadline_s).
     deadline_s: float = field(default=2.0, metadata=_range(0.01, 60))
+    # A request that has begun (a msgpack frame, a front's request line or block) must be
+    # complete within this many seconds, or its connection is closed (slow senders hold memory).
+    request_timeout_s: float = field(default=10.0, metadata=_range(0.1, 3600))
 
 
 @dataclass(frozen=True, slots=True)

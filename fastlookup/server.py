@@ -67,7 +67,7 @@ def check_socket_path(path: str) -> None:
 class Connection(asyncio.Protocol):
     """One client connection: a decoder, a count of calls in flight, pause reasons."""
 
-    __slots__ = ("server", "transport", "decoder", "pending", "paused", "outbuf")
+    __slots__ = ("server", "transport", "decoder", "pending", "paused", "outbuf", "timer", "started", "partial_at")
 
     def __init__(self, server: "Server") -> None:
         self.server = server
@@ -76,6 +76,11 @@ class Connection(asyncio.Protocol):
         self.pending = 0
         self.paused = 0
         self.outbuf: list[bytes] | None = None
+        # The request timeout: when the frame in progress began (loop time), the stream
+        # offset it began at, and the timer that closes the connection if it never ends.
+        self.timer: asyncio.TimerHandle | None = None
+        self.started = 0.0
+        self.partial_at = -1
 
     # --- asyncio callbacks --------------------------------------------------
 
@@ -90,6 +95,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.outbuf = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         server = self.server
         server.connections.discard(self)
         if not server.connections and server._all_closed is not None and not server._all_closed.done():
@@ -130,6 +138,33 @@ class Connection(asyncio.Protocol):
             self.decoder = None
             if decoder.largest <= _POOLED_FRAME and len(server.decoders) < _POOL_SIZE:
                 server.decoders.append(decoder)
+            self.partial_at = -1  # offsets count per decoder: the next one starts afresh
+        elif decoder.completed != self.partial_at:
+            # A new frame began in this read: it must be complete within request_timeout_s
+            # (a slow sender holds a decoder and its buffer), however its bytes trickle in.
+            self.partial_at = decoder.completed
+            self.started = server.loop.time()
+            if self.timer is None:
+                self.timer = server.loop.call_at(self.started + server.request_timeout_s, self._request_timeout)
+
+    def _request_timeout(self) -> None:
+        self.timer = None
+        server = self.server
+        decoder = self.decoder
+        if self.transport is None or self.transport.is_closing() or decoder is None or decoder.idle:
+            return
+        due = self.started + server.request_timeout_s
+        if server.loop.time() < due:  # the frame that timer was armed for ended; a later one began
+            self.timer = server.loop.call_at(due, self._request_timeout)
+            return
+        server.stats.inc("request_timeouts")
+        log.info(
+            "closing a connection: a frame begun %.1fs ago is not complete (server.request_timeout_s)",
+            server.request_timeout_s,
+            extra={"_rate_limit": True},
+        )
+        self.decoder = None
+        self.transport.abort()
 
     def eof_received(self) -> bool:
         # The client closed its sending side: answer what is in flight, then close.
@@ -265,6 +300,7 @@ class Server:
         socket_mode: int = 0o660,
         socket_group: str = "",
         grace_s: float = 5.0,
+        request_timeout_s: float = 10.0,
     ) -> None:
         self.path = path
         self.ctx = ctx
@@ -281,6 +317,7 @@ class Server:
         self.socket_mode = socket_mode
         self.socket_group = socket_group
         self.grace_s = grace_s
+        self.request_timeout_s = request_timeout_s
         self.connections: set[Connection] = set()
         self.decoders: list[Decoder] = []  # idle decoders (see Connection.data_received)
         self.tasks: set[asyncio.Task] = set()

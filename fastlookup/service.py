@@ -126,6 +126,7 @@ class Service:
             socket_mode=config.socket_mode,
             socket_group=s.socket_group,
             grace_s=s.grace_s,
+            request_timeout_s=s.request_timeout_s,
         )
         self.shared: Any = None
         self.health: Any = None
@@ -327,6 +328,7 @@ class Service:
         server.deadline_s = new.server.deadline_s
         server.max_in_flight = new.server.max_in_flight
         server.grace_s = new.server.grace_s
+        server.request_timeout_s = new.server.request_timeout_s
         self.config = new
         if new.log != old.log and self.manage_logging:
             from .logs import setup_logging

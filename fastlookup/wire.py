@@ -152,6 +152,11 @@ class Decoder:
         return self._fed == self._offset
 
     @property
+    def completed(self) -> int:
+        """Stream offset of the end of the last complete frame (a frame in progress begins there)."""
+        return self._offset
+
+    @property
     def buffered(self) -> int:
         """Bytes of the frame in progress held in memory (0 while walking: nothing is kept)."""
         return 0 if self._walker is not None else self._fed - self._offset
