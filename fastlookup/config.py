@@ -79,6 +79,15 @@ class UpstreamConfig:
     timeout_s: float = field(default=0.8, metadata=_range(0.01, 30))
     attempts: int = field(default=2, metadata=_range(1, 10))
     max_in_flight: int = field(default=64, metadata=_range(1, 10000))
+    # Server health (fastlookup/upstream/health.py): a try's timeout is srtt + max(4 rttvar, floor),
+    # at most timeout_s; a server that timed out is asked last and probed after probe_min_s,
+    # doubling up to probe_max_s; explore_share of first tries go to another live server.
+    rtt_floor_ms: float = field(default=50.0, metadata=_range(1, 10000))
+    probe_min_s: float = field(default=1.0, metadata=_range(0.01, 3600))
+    probe_max_s: float = field(default=60.0, metadata=_range(0.01, 86400))
+    explore_share: float = field(default=0.02, metadata=_range(0, 0.5))
+    hedge: bool = False  # ask the next server too when a reply is later than the usual RTT band
+    socket_uses: int = field(default=100, metadata=_range(1, 10000))  # queries per UDP source port
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +110,10 @@ class RedisConfig:
     url: str = ""  # "" = no shared tier
     key_prefix: str = "fl:1:"
     timeout_s: float = field(default=0.05, metadata=_range(0.001, 10))
-    lock_ms: int = field(default=500, metadata=_range(1, 60000))
-    wait_ms: int = field(default=300, metadata=_range(0, 60000))
+    # 0 = auto: the lock lives as long as the winner's whole upstream budget
+    # (timeout_s x attempts + 0.1 s) plus 200 ms; a loser waits until the lock's end.
+    lock_ms: int = field(default=0, metadata=_range(0, 60000))
+    wait_ms: int = field(default=0, metadata=_range(0, 60000))  # a cap on a loser's wait; 0 = no cap but the lock
     breaker_failures: int = field(default=3, metadata=_range(1, 1000))
     breaker_reset_s: float = field(default=2.0, metadata=_range(0.01, 3600))
 

@@ -168,7 +168,8 @@ class Resolver:
             held = self.memory.get(key)
             entry = _newer(await shared.get(key), held)
             if entry is None and not await shared.claim(key):
-                entry = _newer(await shared.wait(key, self.fetch_budget_s / 2), held)
+                # Wait as long as the winner may fetch, and once more if it dies and another takes over.
+                entry = _newer(await shared.wait(key, 2 * self.fetch_budget_s + 0.5), held)
             if entry is not None:
                 self.memory.put(key, entry)
                 self._hits[(rdtype, "redis")] += 1

@@ -79,7 +79,11 @@ def build_upstream(config: Config, stats: Stats, clock: Callable[[], float] = ti
             raise ConfigError(f"upstream.servers[{i}]: {exc}") from None
     if not servers:
         servers = servers_from_resolv_conf()
-    return UpstreamPool(servers, timeout_s=up.timeout_s, attempts=up.attempts, max_in_flight=up.max_in_flight, stats=stats, clock=clock)
+    return UpstreamPool(
+        servers, timeout_s=up.timeout_s, attempts=up.attempts, max_in_flight=up.max_in_flight, stats=stats, clock=clock,
+        rtt_floor_ms=up.rtt_floor_ms, probe_min_s=up.probe_min_s, probe_max_s=up.probe_max_s,
+        explore_share=up.explore_share, hedge=up.hedge, socket_uses=up.socket_uses,
+    )
 
 
 class Service:
@@ -218,7 +222,9 @@ class Service:
                 f"redis.url is set ({mask_url(config.redis.url)}) but the Redis tier cannot be loaded: {exc}; "
                 "unset redis.url or install fastlookup with its redis dependency"
             ) from None
-        return module.RedisTier.from_config(config.redis, stats=self.stats, clock=self.clock)
+        return module.RedisTier.from_config(
+            config.redis, stats=self.stats, clock=self.clock, budget_s=self._fetch_budget(config)
+        )
 
     async def stop(self) -> None:
         """Graceful stop: listeners, then the socket (drain within grace_s), then the engine."""
@@ -314,6 +320,8 @@ class Service:
             self.shared.set_ttl_policy(ttl)
         resolver.prefetch = new.cache.prefetch
         resolver.fetch_budget_s = self._fetch_budget(new)
+        if self.shared is not None and hasattr(self.shared, "budget_s"):
+            self.shared.budget_s = resolver.fetch_budget_s  # the fleet lock's life follows [upstream]
         self.memory.max_entries = new.cache.memory_entries  # a lower bound is reached as entries expire
         if upstream is not None:
             retired, self.upstream = self.upstream, upstream

@@ -130,6 +130,20 @@ class Batcher:
         self._batch.reads.setdefault(rkey, []).append(fut)
         return await self._join(fut)
 
+    def read_many(self, rkeys: list[str]) -> list[asyncio.Future]:
+        """Queue reads of ``rkeys`` in this turn's batch without waiting: their futures
+        (entry or None), all answered by one round trip (the fleet-wait poller's read)."""
+        loop = asyncio.get_running_loop()
+        futs = []
+        reads = self._batch.reads
+        for rkey in rkeys:
+            fut = loop.create_future()
+            reads.setdefault(rkey, []).append(fut)
+            futs.append(fut)
+        if futs and not self._scheduled:
+            self._schedule()
+        return futs
+
     async def claim(self, rkey: str) -> bool | None:
         """``SET rkey owner NX PX lock_ms``: True if set, False if held, None when Redis could not tell."""
         fut = asyncio.get_running_loop().create_future()

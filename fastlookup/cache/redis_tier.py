@@ -19,16 +19,23 @@ Fail soft, within ``timeout_s``
 
 Fleet-wide coalescing
     After a miss the resolver calls ``claim``: ``SET <prefix>lock:<key> NX PX
-    lock_ms``. The winner asks upstream and ``put``\\ s the answer; the others
-    ``wait``, polling the value with a 5→40 ms backoff for at most
-    ``min(timeout, wait_ms)``, then ask upstream themselves. The lock is never
-    released by hand: it expires after ``lock_ms``.
+    <lock life>``. The lock lives as long as the winner may take to fetch: its
+    whole upstream budget (``budget_s``: ``upstream.timeout_s x attempts +
+    0.1 s``) plus 200 ms, or ``lock_ms`` when set. The winner asks upstream
+    and ``put``\\ s the answer; the others ``wait`` (``redis_wait``): one
+    poller per tier reads every waited-for key each 10 ms, so a waiter learns
+    of the answer within ~10 ms + one round trip. A waiter that reaches the end
+    of the lock it lost without an answer (the winner died, or its answer
+    was a failure, which is not shared) claims again: one instance wins and
+    asks upstream (``fleet_takeovers``), the others wait on. A wait lasts at
+    most two lock lives (``wait_ms`` caps it when set). The lock is never
+    released by hand: it expires.
 
 Counters (``Stats``): ``redis_hits``, ``redis_misses``, ``redis_corrupt``,
 ``redis_errors/<kind>``, ``redis_skipped``, ``redis_keys_rejected``,
 ``redis_round_trips``, ``redis_keys_read``, ``redis_writes``,
 ``fleet_lock_won``, ``fleet_lock_lost``, ``fleet_wait_hits``,
-``fleet_wait_misses``; histogram ``redis_round_trip_seconds``; gauge
+``fleet_wait_misses``, ``fleet_takeovers``, ``fleet_polls``; histogram ``redis_round_trip_seconds``; gauge
 ``redis_breaker_open``.
 """
 
@@ -48,13 +55,16 @@ from .redis_batch import MAX_IN_FLIGHT, Batcher
 from .redis_codec import KeySchema, encode
 from .redis_connect import Connection, connect, describe
 from .redis_fastread import FastReader
+from .redis_wait import Poller, wait_for
 
 __all__ = ["RedisTier"]
 
 log = logging.getLogger("fastlookup.redis")
 
-_WAIT_FIRST_S = 0.005
-_WAIT_MAX_S = 0.04
+#: The winner's upstream budget assumed until the service says (timeout_s 0.8 x attempts 2 + 0.1).
+DEFAULT_BUDGET_S = 1.7
+#: Lock life beyond the winner's budget: its write's round trip and clock differences.
+LOCK_MARGIN_S = 0.2
 
 
 class RedisTier:
@@ -66,8 +76,9 @@ class RedisTier:
         *,
         key_prefix: str = "fl:1:",
         timeout_s: float = 0.05,
-        lock_ms: int = 500,
-        wait_ms: int = 300,
+        lock_ms: int = 0,
+        wait_ms: int = 0,
+        budget_s: float = DEFAULT_BUDGET_S,
         breaker_failures: int = 3,
         breaker_reset_s: float = 2.0,
         stats: Stats | None = None,
@@ -80,6 +91,7 @@ class RedisTier:
         self.keys = KeySchema(key_prefix)
         self.timeout_s = timeout_s
         self.wait_ms = wait_ms
+        self.lock_ms = lock_ms
         self.stats = stats if stats is not None else Stats()
         self.clock = clock
         self.name = name
@@ -88,7 +100,7 @@ class RedisTier:
             connection.client,
             cluster=connection.kind == "cluster",
             timeout_s=timeout_s,
-            lock_ms=lock_ms,
+            lock_ms=lock_ms or 1,
             owner=f"{socket.gethostname()}:{os.getpid()}".encode(),
             breaker=self.breaker,
             stats=self.stats,
@@ -99,11 +111,16 @@ class RedisTier:
         )
         self.batcher.type_at = len(self.keys.value_prefix)  # values are checked against their key's record type
         self._closed = False
+        self.budget_s = budget_s  # sets the batcher's lock life
+        self.poller = Poller(self.batcher.read_many, on_poll=lambda: self.stats.inc("fleet_polls"))
         self.stats.set("redis_breaker_open", 0)
         self.stats.declare("redis_errors", "kind")
 
     @classmethod
-    def from_config(cls, cfg: Any, stats: Stats | None = None, clock: Callable[[], float] = time.monotonic) -> "RedisTier":
+    def from_config(
+        cls, cfg: Any, stats: Stats | None = None, clock: Callable[[], float] = time.monotonic,
+        budget_s: float = DEFAULT_BUDGET_S,
+    ) -> "RedisTier":
         """A tier for ``[redis]`` config ``cfg``; raises ``ConfigError`` for a URL or prefix it cannot use."""
         from ..errors import ConfigError
 
@@ -118,6 +135,7 @@ class RedisTier:
             timeout_s=cfg.timeout_s,
             lock_ms=cfg.lock_ms,
             wait_ms=cfg.wait_ms,
+            budget_s=budget_s,
             breaker_failures=cfg.breaker_failures,
             breaker_reset_s=cfg.breaker_reset_s,
             stats=stats,
@@ -128,6 +146,22 @@ class RedisTier:
     def set_ttl_policy(self, policy: Any) -> None:
         """This instance's ``TtlPolicy``: values read from Redis are clamped by it (redis_codec.decode)."""
         self.batcher.ttl_policy = policy
+
+    @property
+    def budget_s(self) -> float:
+        """The winner's whole upstream budget (seconds): the fleet lock lives this + 200 ms
+        unless ``lock_ms`` is set. The service sets it from ``[upstream]``."""
+        return self._budget_s
+
+    @budget_s.setter
+    def budget_s(self, budget_s: float) -> None:
+        self._budget_s = budget_s
+        self.batcher.lock_ms = self.lock_ms or int((budget_s + LOCK_MARGIN_S) * 1000)
+
+    @property
+    def lock_s(self) -> float:
+        """The fleet lock's life in seconds."""
+        return self.batcher.lock_ms / 1000
 
     @property
     def wall(self) -> Callable[[], float]:
@@ -167,20 +201,44 @@ class RedisTier:
         return won
 
     async def wait(self, key: str, timeout_s: float) -> Entry | None:
-        """Poll for another instance's answer for at most ``min(timeout_s, wait_ms)``; None if none came."""
+        """Another instance's answer for ``key``, or None when this instance should ask upstream:
+        it won the lock back (the winner died or failed), or the wait ran out.
+
+        Waits at most ``timeout_s`` (the resolver passes twice the lock life: the
+        winner's budget and one takeover), capped by ``wait_ms`` when set.
+        """
+        rkey = self._usable(self.keys.value(key))
+        lock_key = self.keys.lock(key)
+        if rkey is None or lock_key is None:
+            return None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(timeout_s, self.wait_ms / 1000)
-        delay = _WAIT_FIRST_S
-        while True:
-            left = deadline - loop.time()
-            if left <= 0 or self._closed or self.breaker.is_open:
-                break
-            await asyncio.sleep(min(delay, left))  # backoff between polls of the winner's answer
-            entry = await self._read(key)
-            if entry is not None:
-                self.stats.inc("fleet_wait_hits")
-                return entry
-            delay = min(delay * 2, _WAIT_MAX_S)
+        now = loop.time()
+        end = now + (min(timeout_s, self.wait_ms / 1000) if self.wait_ms else timeout_s)
+        lock_end = now + self.lock_s  # the lock we lost was set no earlier than now
+        fut = self.poller.register(rkey)
+        try:
+            while True:
+                now = loop.time()
+                if now >= end or self._closed or self.breaker.is_open:
+                    break
+                entry = await wait_for(fut, min(end, lock_end) - now)
+                if entry is not None:
+                    self.stats.inc("fleet_wait_hits")
+                    return entry
+                if fut.done():  # the poller was closed
+                    break
+                if loop.time() >= lock_end and loop.time() < end:
+                    entry = await self._read(key)  # the answer may have landed since the last poll
+                    if entry is not None:
+                        self.stats.inc("fleet_wait_hits")
+                        return entry
+                    won = await self.batcher.claim(lock_key)
+                    if won is None or won:
+                        self.stats.inc("fleet_takeovers")
+                        return None
+                    lock_end = loop.time() + self.lock_s  # another waiter took over: wait on its lock
+        finally:
+            self.poller.unregister(rkey, fut)
         self.stats.inc("fleet_wait_misses")
         return None
 
@@ -194,6 +252,7 @@ class RedisTier:
         if self._closed:
             return
         self._closed = True
+        self.poller.close()
         await self.batcher.close()
         if self.batcher.fast is not None:
             await self.batcher.fast.aclose()

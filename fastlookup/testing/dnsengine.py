@@ -39,6 +39,7 @@ def _is_plain(faults: Faults) -> bool:
     """Whether the reply bytes are the normal ones (a delay changes when, not what)."""
     return not (
         faults.drop or faults.servfail or faults.refused or faults.truncate or faults.wrong_id or faults.wrong_question
+        or faults.garbage
     )
 
 
@@ -144,6 +145,8 @@ class Engine:
             response.set_rcode(found.rcode)
             response.answer = list(found.answer)
             response.authority = list(found.authority)
+        if faults.garbage:
+            return Reply(faults.delay_s, (self._garbage(response),))
         real = self._render(response, query, tcp=tcp, force_tc=faults.truncate and not tcp)
         wires: list[bytes] = []
         if not tcp and faults.wrong_id:
@@ -172,6 +175,16 @@ class Engine:
         response.additional = []
         response.flags |= dns.flags.TC
         return response.to_wire()
+
+    @staticmethod
+    def _garbage(response: dns.message.Message) -> bytes:
+        """The response's header and question, then one answer record cut off inside its data."""
+        response.answer, response.authority, response.additional = [], [], []
+        response.use_edns(False)
+        head = bytearray(response.to_wire())
+        head[6:8] = (1).to_bytes(2, "big")  # ANCOUNT 1
+        # owner: pointer to the question name; type A, class IN, TTL 60, RDLENGTH 4 -- but 1 byte of data.
+        return bytes(head) + bytes.fromhex("c00c 0001 0001 0000003c 0004 7f")
 
     @staticmethod
     def _other_question(query: dns.message.Message) -> bytes:

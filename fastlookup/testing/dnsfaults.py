@@ -34,6 +34,8 @@ class Faults:
     ``wrong_question``: over UDP first send a reply with the right ID for another
     question, then the real one.
     ``fail_n``: SERVFAIL the next ``fail_n`` queries, then answer normally.
+    ``garbage``: reply with the query's ID and question but an answer section
+    that does not parse (a broken server or middlebox).
     """
 
     delay_s: float = 0.0
@@ -44,6 +46,7 @@ class Faults:
     wrong_id: bool = False
     wrong_question: bool = False
     fail_n: int = 0
+    garbage: bool = False
 
     def __post_init__(self) -> None:
         if self.delay_s < 0:

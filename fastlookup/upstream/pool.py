@@ -1,30 +1,42 @@
-"""``UpstreamPool``: ask a list of DNS servers, with retries, bounds and deadlines.
+"""``UpstreamPool``: ask a list of DNS servers, best first, with retries, bounds and deadlines.
 
-One query is a few *tries*. Try ``i`` goes to ``servers[(start + i) % n]``
-and ``start`` advances with every query, which spreads load and moves past a
-dead server on the next try (RFC 1035 §7.2). A try is bounded by
-``timeout_s`` and the whole query by the caller's absolute ``deadline``;
-waiting for a free slot on a server counts against the try, so a saturated
-server is passed over like a slow one. SERVFAIL, REFUSED and other errors
-move on to the next server too; when every try fails the status is the last
-such failure, else ``timeout``. Outcomes are returned as ``Answer`` values;
-no ``dns.*`` or socket exception leaves this package.
+One query is a few *tries*, each on the best server not yet tried in this
+query (``health``: measured servers by smoothed RTT, unknown ones first so
+they get measured, servers that timed out last until a background probe
+brings them back; a small ``explore_share`` of first tries goes to another
+live server so its RTT stays known). A try's timeout is its server's
+``rto`` (from the RTT, at least ``rtt_floor_ms``, at most ``timeout_s``):
+when it passes, the next try starts, while the earlier ones keep listening
+until ``timeout_s`` after they were sent, so a slow server's answer still
+wins if it comes first. With ``hedge``, the next try already starts when
+the reply is later than the server's usual RTT band (``upstream_hedges``).
+
+A query makes ``max(attempts, servers)`` tries at most, all within the
+caller's absolute ``deadline``; waiting for a free slot on a server counts
+against the try. SERVFAIL, REFUSED, other errors and a reply that is ours
+(server, port, ID, question) but does not parse move on to the next server
+at once; when every try fails the status is the last such failure, else
+``timeout``. Outcomes are ``Answer`` values; no ``dns.*`` or socket
+exception leaves this package.
 
 Per server, at most ``max_in_flight`` queries are outstanding (rbldnsd drops
 queries past ~256 outstanding from one client, see ``perf-facts.md``); the
 rest wait on an ``asyncio.Semaphore``.
 
-A try goes out over UDP from a fresh connected socket with a random ID
-(``secrets.randbits(16)``, RFC 5452 §9.2); replies that are not the answer
-are dropped and counted while the try keeps waiting (RFC 5452 §9.1). A
-truncated answer is asked again over TCP (RFC 7766 §5), with a fresh
-``timeout_s`` still bounded by the deadline; a server that answers FORMERR
-without OPT is asked again without EDNS, and remembered as such (RFC 6891 §7).
+A try goes out over UDP (``udp``: a connected socket reused for a bounded
+number of queries) with a random ID (``secrets.randbits(16)``, RFC 5452
+§9.2); replies that are not the answer are dropped and counted while the try
+keeps waiting (RFC 5452 §9.1). A truncated answer is asked again over TCP
+(RFC 7766 §5), with a fresh ``timeout_s`` still bounded by the deadline; a
+server that answers FORMERR without OPT is asked again without EDNS, and
+remembered as such (RFC 6891 §7).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -33,17 +45,32 @@ from typing import Protocol
 from ..model import Answer
 from ..stats import Stats
 from . import codec, tcp, udp
+from .health import DOWN, UP, ServerHealth
 from .servers import Server
 
 __all__ = ["Upstream", "UpstreamPool"]
 
+log = logging.getLogger("fastlookup.upstream")
+
 _TIMEOUT = Answer("timeout")
 _ERROR = Answer("error")
+_GARBAGE = Answer("error")  # ours (server, port, ID, question) but unparseable: counted as "garbage"
+_UNREACHABLE = Answer("error")  # no reply: ICMP error, connection reset, shutdown
 _FAILED = frozenset({"servfail", "refused", "error"})
+_OPT_LEN = 11  # the OPT record build_query appends with EDNS: root name, type, class, TTL, RDLEN 0
 
 
 def _nothing() -> None:
     pass
+
+
+def _ours(reply: bytes, query: bytes, edns: bool) -> bool:
+    """Whether ``reply`` claims to answer ``query``: a QUERY response with its ID and its one
+    question, byte for byte (case aside). Only read for a reply the codec rejected."""
+    if len(reply) < 12 or reply[:2] != query[:2] or not reply[2] & 0x80 or reply[2] & 0x78 or reply[4:6] != b"\x00\x01":
+        return False
+    end = len(query) - (_OPT_LEN if edns else 0)
+    return reply[12:end].lower() == query[12:end].lower()
 
 
 class Upstream(Protocol):
@@ -59,11 +86,13 @@ class Upstream(Protocol):
 
 
 class _ServerState:
-    """One server's address, bound, EDNS support and metric label."""
+    """One server's address, bound, EDNS support, health, sockets and metric label."""
 
-    __slots__ = ("address", "edns", "family", "label", "labels", "on_drop", "server", "slots")
+    __slots__ = (
+        "address", "edns", "family", "health", "label", "labels", "on_drop", "probe", "server", "shown", "slots", "sockets",
+    )
 
-    def __init__(self, server: Server, max_in_flight: int, stats: Stats | None) -> None:
+    def __init__(self, server: Server, max_in_flight: int, stats: Stats | None, health: ServerHealth, socket_uses: int) -> None:
         self.server = server
         self.label = server.label
         self.labels = (self.label,)
@@ -71,6 +100,10 @@ class _ServerState:
         self.address = (server.host, server.port)
         self.slots = asyncio.Semaphore(max_in_flight)
         self.edns = True
+        self.health = health
+        self.shown = health.state  # the state last published
+        self.probe: asyncio.TimerHandle | asyncio.Task | None = None
+        self.sockets = udp.Sockets(self.family, self.address, socket_uses)
         self.on_drop: Callable[[], None] = _nothing
         if stats is not None:
             labels = self.labels
@@ -81,8 +114,20 @@ class _ServerState:
             self.on_drop = dropped
 
 
+class _Try:
+    """One try in flight: its server, its task, when it was sent, whether its rto passed."""
+
+    __slots__ = ("late", "sent", "st", "task")
+
+    def __init__(self, st: _ServerState, task: asyncio.Task, sent: float) -> None:
+        self.st = st
+        self.task = task
+        self.sent = sent
+        self.late = False
+
+
 class UpstreamPool:
-    """Queries a fixed list of DNS servers over UDP (TCP on truncation).
+    """Queries a fixed list of DNS servers over UDP (TCP on truncation), best server first.
 
     ``deadline`` is read on ``clock``, which must tick like the event loop's
     clock (``time.monotonic``, also uvloop's): the waits themselves run on
@@ -97,6 +142,12 @@ class UpstreamPool:
         timeout_s: float = 0.8,
         attempts: int = 2,
         max_in_flight: int = 64,
+        rtt_floor_ms: float = 50.0,
+        probe_min_s: float = 1.0,
+        probe_max_s: float = 60.0,
+        explore_share: float = 0.02,
+        hedge: bool = False,
+        socket_uses: int = udp.SOCKET_USES,
         stats: Stats | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -108,42 +159,210 @@ class UpstreamPool:
             raise ValueError(f"attempts must be >= 1, not {attempts!r}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight!r}")
+        if not 0 <= explore_share <= 1:
+            raise ValueError(f"explore_share must be in 0..1, not {explore_share!r}")
+        if socket_uses < 1:
+            raise ValueError(f"socket_uses must be >= 1, not {socket_uses!r}")
         self.servers = tuple(servers)
-        self._states = [_ServerState(s, max_in_flight, stats) for s in servers]
+
+        def health() -> ServerHealth:
+            return ServerHealth(
+                ceiling_s=timeout_s, floor_s=rtt_floor_ms / 1000, probe_min_s=probe_min_s, probe_max_s=probe_max_s
+            )
+
+        self._states = [_ServerState(s, max_in_flight, stats, health(), socket_uses) for s in servers]
         self._timeout_s = timeout_s
         self._attempts = attempts
+        self._explore = explore_share if len(servers) > 1 else 0.0
+        self._hedge = hedge
         self._stats = stats
         self._clock = clock
         self._next = 0
         self._live: set = set()  # open UDP exchanges and TCP transports, each with close()
         self._closed = False
+        #: Called with (server, "up" | "down") when a server goes down or comes back (logs, tests).
+        self.on_state: Callable[[Server, str], None] | None = None
         if stats is not None:
-            for counter in ("upstream_queries", "upstream_timeouts", "upstream_dropped", "upstream_tcp_retries"):
+            for counter in (
+                "upstream_queries", "upstream_timeouts", "upstream_dropped", "upstream_tcp_retries", "upstream_hedges",
+            ):
                 stats.declare(counter, "server")
             stats.declare("upstream_errors", "server", "status")
+            stats.declare("upstream_probes", "server", "result")
             stats.declare("upstream_latency_seconds", "server")
+            for gauge in ("upstream_srtt_seconds", "upstream_rto_seconds", "upstream_server_up"):
+                stats.declare(gauge, "server")
+            for st in self._states:
+                self._publish(st)
+
+    # --- one query ---------------------------------------------------------------
 
     async def query(self, name: str, rdtype: str, deadline: float) -> Answer:
         """Answer ``name``/``rdtype`` by ``deadline``: ok, nxdomain, nodata or a failure status."""
         if self._closed:
             raise RuntimeError("UpstreamPool.query() called after close()")
+        clock = self._clock
+        start = self._next
+        self._next = (start + 1) % len(self._states)
+        max_tries = max(self._attempts, len(self._states))
+        loop = asyncio.get_running_loop()
+        tried: list[_ServerState] = []
+        live: list[_Try] = []
+        current: _Try | None = None
+        failure: Answer | None = None
+        next_at = clock()  # when the next try starts if no answer came
+        answered = False
+        try:
+            while True:
+                now = clock()
+                left = deadline - now
+                if left <= 0:
+                    break
+                if len(tried) < max_tries and now >= next_at:
+                    st = self._pick(tried, start, now, first=not tried)
+                    tried.append(st)
+                    task = loop.create_task(self._try(st, name, rdtype, min(self._timeout_s, left), deadline))
+                    current = _Try(st, task, now)
+                    live.append(current)
+                    h = st.health
+                    next_at = now + (h.hedge_after() if self._hedge else h.rto())
+                if not live:
+                    if len(tried) >= max_tries:
+                        break
+                    next_at = now
+                    continue
+                wait = left if len(tried) >= max_tries else min(left, next_at - now)
+                if len(live) == 1:
+                    await _first_done_one(live[0].task, wait)
+                else:
+                    await _first_done([t.task for t in live], wait)
+                for t in list(live):
+                    if not t.task.done():
+                        continue
+                    live.remove(t)
+                    result = t.task.result()
+                    if result is None:  # no reply within timeout_s
+                        if not t.late:
+                            self._late(t, name, rdtype, hedged=False)
+                        continue
+                    if result.status in _FAILED:
+                        failure = result
+                        next_at = clock()  # a failed reply: the next try starts at once
+                        continue
+                    answered = True
+                    return result
+                if current is not None and not current.late and not current.task.done() and clock() >= next_at:
+                    self._late(current, name, rdtype, hedged=self._hedge and clock() - current.sent < current.st.health.rto())
+            return failure or _TIMEOUT
+        finally:
+            now = clock()
+            for t in live:
+                if not t.task.done():
+                    t.task.cancel()
+                    if not t.late and not answered:  # cut off by the deadline: the server's fault only past its rto
+                        if now - t.sent >= t.st.health.rto():
+                            self._late(t, name, rdtype, hedged=False)
+                        elif self._stats is not None:
+                            self._stats.inc("upstream_timeouts", t.st.labels)
+
+    def _pick(self, tried: list[_ServerState], start: int, now: float, *, first: bool) -> _ServerState:
+        """The best server not yet tried in this query (all tried: the best one again)."""
         states = self._states
         n = len(states)
-        start = self._next
-        self._next = (start + 1) % n
-        failure: Answer | None = None
-        for i in range(self._attempts):
-            budget = min(self._timeout_s, deadline - self._clock())
-            if budget <= 0:
-                break
-            answer = await self._try(states[(start + i) % n], name, rdtype, budget, deadline)
-            if answer is None:
+        best: _ServerState | None = None
+        best_key: tuple | None = None
+        others: list[_ServerState] = []
+        for i in range(n):
+            st = states[(start + i) % n]
+            if st in tried and len(tried) < n:
                 continue
-            if answer.status in _FAILED:
-                failure = answer
-                continue
-            return answer
-        return failure or _TIMEOUT
+            key = st.health.rank(now)
+            if best_key is None or key < best_key:
+                if best is not None and best.health.state != DOWN:
+                    others.append(best)
+                best, best_key = st, key
+            elif st.health.state != DOWN:
+                others.append(st)
+        assert best is not None
+        if first and others and best.health.state == UP and self._explore and random.random() < self._explore:
+            return random.choice(others)  # keep the others' RTT known
+        return best
+
+    def _late(self, t: _Try, name: str, rdtype: str, *, hedged: bool) -> None:
+        """``t`` passed its rto (or ended without a reply): a timeout of its server, unless
+        it was only a hedge; the try itself keeps listening until ``timeout_s``."""
+        t.late = True
+        st = t.st
+        if hedged:
+            if self._stats is not None:
+                self._stats.inc("upstream_hedges", st.labels)
+            return
+        if self._stats is not None:
+            self._stats.inc("upstream_timeouts", st.labels)
+        self._failed(st, name, rdtype)
+
+    def _failed(self, st: _ServerState, name: str, rdtype: str) -> None:
+        """``st`` did not answer (timeout, ICMP unreachable): back it off, probe it later."""
+        now = self._clock()
+        st.health.timed_out(now)
+        self._publish(st)
+        if st.probe is None:
+            self._schedule_probe(st, name, rdtype, now)
+
+    # --- background probes ----------------------------------------------------------
+
+    def _schedule_probe(self, st: _ServerState, name: str, rdtype: str, now: float) -> None:
+        """Ask a down server ``name`` again once its backoff is over (only with other servers
+        to fall back on: a lone server gets every query anyway)."""
+        if len(self._states) < 2 or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(st.health.down_until - now, 0.0)
+        st.probe = loop.call_later(delay, self._start_probe, st, name, rdtype)
+
+    def _start_probe(self, st: _ServerState, name: str, rdtype: str) -> None:
+        if self._closed:
+            st.probe = None
+            return
+        st.probe = asyncio.get_running_loop().create_task(self._probe(st, name, rdtype))
+
+    async def _probe(self, st: _ServerState, name: str, rdtype: str) -> None:
+        """One probe: a reply brings the server back, silence backs it off further."""
+        now = self._clock()
+        if st.health.state != DOWN:  # a query's answer brought it back meanwhile
+            st.probe = None
+            return
+        answer = await self._try(st, name, rdtype, self._timeout_s, now + self._timeout_s)
+        st.probe = None
+        alive = answer is not None and answer is not _UNREACHABLE
+        if self._stats is not None:
+            self._stats.inc("upstream_probes", (st.label, "up" if alive else "down"))
+        if answer is None:
+            self._failed(st, name, rdtype)  # (_try already did this for _UNREACHABLE)
+
+    def _publish(self, st: _ServerState) -> None:
+        """Report ``st``'s health: gauges, a log line and ``on_state`` when it went down or came back."""
+        state = st.health.state
+        if state != st.shown:
+            if state == DOWN:
+                log.warning("upstream %s: no reply in time; asked last, probed again in %.1fs", st.label, st.health.down_until - self._clock())
+            elif st.shown == DOWN:
+                log.info("upstream %s: answers again (rtt %.1f ms)", st.label, st.health.srtt * 1000)
+            st.shown = state
+            if self.on_state is not None:
+                self.on_state(st.server, state)
+        stats = self._stats
+        if stats is not None:
+            h = st.health
+            stats.set("upstream_srtt_seconds", h.srtt, st.labels)
+            stats.set("upstream_rto_seconds", h.rto(), st.labels)
+            stats.set("upstream_server_up", 0 if h.state == DOWN else 1, st.labels)
+
+    def health(self) -> dict[str, dict]:
+        """Per server (``host:port``): state, srtt_s, rttvar_s, rto_s, failures."""
+        return {st.label: st.health.snapshot() for st in self._states}
+
+    # --- one try ----------------------------------------------------------------------
 
     async def _try(self, st: _ServerState, name: str, rdtype: str, budget: float, deadline: float) -> Answer | None:
         """One try on one server; ``None`` means it timed out."""
@@ -156,8 +375,6 @@ class UpstreamPool:
                 async with asyncio.timeout(budget):
                     await slots.acquire()
             except TimeoutError:
-                if stats is not None:
-                    stats.inc("upstream_timeouts", st.labels)
                 return None
         else:
             await slots.acquire()  # free slot: returns without suspending
@@ -165,19 +382,20 @@ class UpstreamPool:
             sent = clock()
             left = budget - (sent - t0)
             if left <= 0:  # the whole try went to waiting for a slot
-                if stats is not None:
-                    stats.inc("upstream_timeouts", st.labels)
                 return None
             if stats is not None:
                 stats.inc("upstream_queries", st.labels)
             answer = await self._exchange(st, name, rdtype, left, deadline)
-            if stats is not None:
-                if answer is None:
-                    stats.inc("upstream_timeouts", st.labels)
-                else:
-                    stats.observe("upstream_latency_seconds", clock() - sent, st.labels)
-                    if answer.status in _FAILED:
-                        stats.inc("upstream_errors", (st.label, answer.status))
+            rtt = clock() - sent
+            if answer is _UNREACHABLE:
+                self._failed(st, name, rdtype)
+            elif answer is not None:
+                st.health.sample(rtt)
+                self._publish(st)
+                if stats is not None:
+                    stats.observe("upstream_latency_seconds", rtt, st.labels)
+            if stats is not None and answer is not None and answer.status in _FAILED:
+                stats.inc("upstream_errors", (st.label, "garbage" if answer is _GARBAGE else answer.status))
             return answer
         finally:
             slots.release()
@@ -192,13 +410,14 @@ class UpstreamPool:
             edns = st.edns
             wire = codec.build_query(name, rdtype, qid, edns=edns)
 
-            def accept(reply: bytes, qid: int = qid) -> Answer | codec.Retry | None:
-                return codec.parse_answer(reply, name, rdtype, qid)
+            def accept(reply: bytes, qid: int = qid, wire: bytes = wire, edns: bool = edns) -> Answer | codec.Retry | None:
+                result = codec.parse_answer(reply, name, rdtype, qid)
+                if result is None and _ours(reply, wire, edns):
+                    return _GARBAGE  # our server's answer to our question, unreadable: a failure, next try now
+                return result
 
             try:
-                result = await udp.exchange(
-                    st.family, st.address, wire, accept, end - self._clock(), st.on_drop, self._live
-                )
+                result = await st.sockets.exchange(wire, accept, end - self._clock(), st.on_drop, self._live)
                 if result is codec.NO_EDNS and edns:
                     st.edns = False  # RFC 6891 §7: this server does not speak EDNS; ask plainly
                     if end - self._clock() > 0:
@@ -215,20 +434,53 @@ class UpstreamPool:
                     )
             except OSError:
                 # ICMP unreachable, no route, connection reset, shutdown: this server failed now.
-                return _ERROR
+                return _UNREACHABLE
             if result is None or isinstance(result, Answer):
                 return result
             return _ERROR  # a Retry where none is allowed: TC over TCP, or FORMERR without EDNS
 
     @property
     def in_flight(self) -> int:
-        """Sockets open to upstream servers right now (queued queries not included)."""
+        """UDP exchanges and TCP connections open to upstream servers now (queued queries not included)."""
         return len(self._live)
 
     async def close(self) -> None:
-        """Refuse new queries and close every socket in flight; their queries end as ``error``."""
+        """Refuse new queries, stop probes and close every socket in flight; their queries end as ``error``."""
         self._closed = True
+        for st in self._states:
+            if st.probe is not None:
+                st.probe.cancel()
+                st.probe = None
         for transport in list(self._live):
             transport.close()
         self._live.clear()
+        for st in self._states:
+            st.sockets.close()
         await asyncio.sleep(0)  # let connection_lost callbacks run
+
+
+async def _first_done(tasks: list[asyncio.Task], timeout: float) -> None:
+    """Wait until one of ``tasks`` is done or ``timeout`` passed, never cancelling them."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(max(timeout, 0.0), wake)
+    for task in tasks:
+        task.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        for task in tasks:
+            task.remove_done_callback(wake)
+
+
+async def _first_done_one(task: asyncio.Task, timeout: float) -> None:
+    """``_first_done`` for one task (the common case): ``asyncio.wait_for`` would cancel it."""
+    if task.done():
+        return
+    await _first_done([task], timeout)

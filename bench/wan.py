@@ -1,0 +1,221 @@
+"""Upstream at real-world latencies: dead servers in the list, and a fleet on one Redis (issue 13).
+
+    python -m bench.wan                                    # both tables, defaults below
+    python -m bench.wan --table dead --good-ms 20 --misses 100
+    python -m bench.wan --table fleet --delays 20,100,300,700 --names 20
+
+Everything is real and on loopback: ``fastlookup serve`` processes with the
+default settings (only ``[upstream] servers`` and ``[redis] url`` set), the
+project's test DNS server as its own process answering every query after
+``--good-ms`` / each delay, a real redis-server. A *dead* server is a UDP
+socket this script binds and never reads: queries vanish without an ICMP
+error, like a blackholed resolver.
+
+``dead`` table: one service per upstream list (GOOD; DEAD,GOOD;
+DEAD,DEAD,GOOD) asked ``--misses`` distinct cold names one after another;
+latency percentiles of all calls and of the calls after the first 10
+(the goal: p50 <= GOOD's RTT + 5 ms after the first 10), and how many
+ended as ``timeout``.
+
+``fleet`` table: for each delay, 1 instance and then 4 instances sharing one
+redis-server; every instance asks every one of ``--names`` cold names at the
+same moment (one thread per call, one barrier), after one warm-up call per instance
+(connections open). Upstream queries per
+distinct name (goal <= 1.05), and latency percentiles over all calls (goal
+p50 <= delay + 40 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+
+from fastlookup.testing import RedisServer
+from fastlookup.testing.dnsprocess import DnsServerProcess
+from fastlookup.testing.service import ServiceProcess
+
+__all__ = ["dead_table", "fleet_table", "main"]
+
+CONFIG = """
+[server]
+socket = "{sock}"
+[upstream]
+servers = [{servers}]
+{redis}
+[health]
+interval_s = 0
+"""
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTLOOKUP_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
+
+
+def service(tmp: str, tag: str, servers: list[tuple[str, int]], redis_url: str = "") -> ServiceProcess:
+    sock = f"{tmp}/{tag}.sock"
+    path = f"{tmp}/{tag}.toml"
+    redis = f'[redis]\nurl = "{redis_url}"' if redis_url else ""
+    with open(path, "w") as fh:
+        fh.write(CONFIG.format(sock=sock, servers=", ".join(f'"{h}:{p}"' for h, p in servers), redis=redis))
+    return ServiceProcess(["--config", path], socket=sock, env=_env())
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def blackhole() -> socket.socket:
+    """A bound UDP socket nobody reads: a dead upstream (no reply, no ICMP)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+# --- dead servers ---------------------------------------------------------------
+
+
+def dead_table(good_ms: float, misses: int) -> list[str]:
+    names = [f"m{i}.wan.test" for i in range(misses)]
+    rows = [
+        f"Upstream GOOD answers after {good_ms:g} ms; DEAD is blackholed; {misses} distinct cold names asked one after another.",
+        "",
+        "| upstream | p50 all | p50 after 10 | p90 after 10 | max | timeouts | queries to GOOD |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for dead_count in (0, 1, 2):
+        with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="fl-wan-") as tmp:
+            good = stack.enter_context(
+                DnsServerProcess({(n, "A"): ["192.0.2.1"] for n in names}, delay_s=good_ms / 1000)
+            )
+            holes = [stack.enter_context(blackhole()) for _ in range(dead_count)]
+            servers = [h.getsockname() for h in holes] + [good.address]
+            svc = stack.enter_context(service(tmp, f"dead{dead_count}", servers))
+            lat: list[float] = []
+            timeouts = 0
+            with svc.client(timeout=5.0) as client:
+                for name in names:
+                    t0 = time.perf_counter()
+                    answer = client.a(name)
+                    lat.append((time.perf_counter() - t0) * 1000)
+                    timeouts += answer["status"] == "timeout"
+            asked = good.count()
+        label = ",".join(["DEAD"] * dead_count + ["GOOD"])
+        after = lat[10:]
+        rows.append(
+            f"| `{label}` | {statistics.median(lat):.1f} ms | {statistics.median(after):.1f} ms | {pct(after, 90):.1f} ms "
+            f"| {max(lat):.0f} ms | {timeouts} | {asked} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+# --- the fleet ----------------------------------------------------------------------
+
+
+def ask_all(services: list[ServiceProcess], names: list[str]) -> tuple[list[float], list[str]]:
+    """Every service asks every name at the same moment; latencies (ms) and statuses."""
+    jobs = [(svc, name) for svc in services for name in names]
+    clients = [svc.client(timeout=10.0) for svc, _ in jobs]
+    barrier = threading.Barrier(len(jobs))
+    lat: list[float] = []
+    statuses: list[str] = []
+    lock = threading.Lock()
+
+    def ask(i: int) -> None:
+        client, (_, name) = clients[i], jobs[i]
+        barrier.wait()
+        t0 = time.perf_counter()
+        answer = client.a(name)
+        took = (time.perf_counter() - t0) * 1000
+        with lock:
+            lat.append(took)
+            statuses.append(answer["status"])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for c in clients:
+        c.close()
+    return lat, statuses
+
+
+def fleet_table(delays_ms: list[float], n_names: int, instances: int = 4) -> list[str]:
+    rows = [
+        f"{n_names} cold names; every instance asks every name at the same moment; upstream answers after the delay.",
+        "",
+        "| upstream delay | instances | queries per name | p50 | p99 | max | not ok | takeovers |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for delay in delays_ms:
+        for count in (1, instances):
+            names = [f"c{i}.d{int(delay)}.n{count}.wan.test" for i in range(n_names)]
+            with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="fl-wan-") as tmp:
+                dns = stack.enter_context(DnsServerProcess({(n, "A"): ["192.0.2.7"] for n in names}, delay_s=delay / 1000))
+                redis = RedisServer()
+                redis.start()
+                stack.callback(redis.stop)
+                services = [
+                    stack.enter_context(service(tmp, f"f{i}", [dns.address], redis.url)) for i in range(count)
+                ]
+                for i, svc in enumerate(services):  # warm: client and Redis connections open, codec loaded
+                    with svc.client(timeout=5.0) as c:
+                        c.a(f"warm{i}.wan.test")
+                dns.reset_counts()
+                lat, statuses = ask_all(services, names)
+                asked = dns.count()
+                takeovers = 0
+                redis_errors = 0
+                for svc in services:
+                    with svc.client(timeout=2.0) as c:
+                        st = c.stats()
+                    takeovers += st.get("fleet_takeovers", 0)
+                    redis_errors += st.get("redis_errors", 0)
+                if redis_errors:
+                    print(f"  ({redis_errors} failed Redis round trips at {delay:g} ms, {count} instances)", flush=True)
+            bad = sum(s != "ok" for s in statuses)
+            rows.append(
+                f"| {delay:g} ms | {count} | {asked / n_names:.2f} | {pct(lat, 50):.0f} ms | {pct(lat, 99):.0f} ms "
+                f"| {max(lat):.0f} ms | {bad} | {takeovers} |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.wan", description=__doc__.split("\n")[0])
+    parser.add_argument("--table", choices=("dead", "fleet", "both"), default="both")
+    parser.add_argument("--good-ms", type=float, default=20.0, help="GOOD's answer delay in the dead-server table")
+    parser.add_argument("--misses", type=int, default=100, help="distinct cold names in the dead-server table (20..2000)")
+    parser.add_argument("--delays", default="20,100,300,700", help="upstream delays of the fleet table, ms")
+    parser.add_argument("--names", type=int, default=20, help="cold names per fleet run (1..200)")
+    args = parser.parse_args(argv)
+    if not 20 <= args.misses <= 2000 or not 1 <= args.names <= 200:
+        parser.error("--misses must be in 20..2000 and --names in 1..200")
+    delays = [float(d) for d in args.delays.split(",")]
+    if any(not 0 <= d <= 5000 for d in delays):
+        parser.error("--delays: each in 0..5000 ms")
+    out: list[str] = []
+    if args.table in ("dead", "both"):
+        out += dead_table(args.good_ms, args.misses) + [""]
+    if args.table in ("fleet", "both"):
+        out += fleet_table(delays, args.names)
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
