@@ -14,7 +14,7 @@ Zones may also be written in Postfix/postscreen form:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from ..config import ZoneConfig
 from ..errors import ConfigError, InvalidArgument
@@ -87,6 +87,7 @@ class Zone:
     message: str | None = None
     targets: tuple[str, ...] = ("client", "helo", "sender")
     allow: bool = False
+    mirror: Any = None  # a mirror.MirrorSource answering this zone from a local copy, or None (DNS)
 
     def classify(self, codes: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
         """(listing codes, list_error) of an A answer; RFC 5782 §2.3 codes are 127/8."""
@@ -135,6 +136,8 @@ class ZoneRegistry:
     dnsbl_config: Mapping[str, ZoneConfig] = field(default_factory=dict)
     rhsbl_config: Mapping[str, ZoneConfig] = field(default_factory=dict)
     disabled: set[str] = field(default_factory=set)
+    #: (kind, zone name) -> mirror.MirrorSource for mirrored zones (``MirrorSet.table``).
+    mirrors: Mapping[tuple[str, str], Any] = field(default_factory=dict)
     _built: dict[tuple[str, str], Zone] = field(default_factory=dict)
     _many: dict[tuple[str, tuple[str, ...]], tuple[Zone, ...]] = field(default_factory=dict)
 
@@ -166,6 +169,7 @@ class ZoneRegistry:
             message=conf.message,
             targets=conf.targets if conf.targets is not None else profile.targets,
             allow=conf.allow if conf.allow is not None else profile.allow,
+            mirror=self.mirrors.get((kind, name)) if self.mirrors else None,
         )
         if len(self._built) < 10000:  # client-named zones must not grow this without bound
             self._built[(kind, spec)] = zone
