@@ -211,3 +211,34 @@ def test_reload_keeps_an_unchanged_mirror_and_its_data(mirrored, files, short_tm
     assert svc.reload(svc.service.config) is True
     assert _mirror(svc) is before and before.loads == 1
     assert svc.call("dnsbl", {"ip": "192.0.2.1", "zones": ["mirror.test"]})["listed"] is True
+
+
+def test_cli_lookup_dnsbl_shows_the_mirror(mirrored):
+    """``fastlookup lookup dnsbl`` says a hit (and a clean result) came from the mirror."""
+    from click.testing import CliRunner
+
+    from fastlookup import cli
+
+    svc, _ = mirrored
+    listed = CliRunner().invoke(cli.main, ["lookup", "dnsbl", "192.0.2.1", "--zone", "mirror.test", "--socket", svc.socket])
+    assert listed.exit_code == 1, listed.output
+    assert "mirror.test: 127.0.0.2" in listed.output and "(from mirror)" in listed.output
+    clean = CliRunner().invoke(cli.main, ["lookup", "dnsbl", "10.0.0.1", "--zone", "mirror.test", "--socket", svc.socket])
+    assert clean.exit_code == 0 and "from mirror: mirror.test" in clean.output
+    as_json = CliRunner().invoke(cli.main, ["lookup", "dnsbl", "192.0.2.1", "--zone", "mirror.test", "--json", "--socket", svc.socket])
+    assert '"from": "mirror"' in as_json.output
+
+
+@pytest.mark.parametrize("data, status", [(IP4SET, "ok"), (IP4SET + "127.0.0.0/24\n", "ok"), ("0.0.0.0-255.255.255.255\n", "listed_all")])
+def test_health_probes_a_mirrored_zone_through_its_copy(short_tmp, data, status):
+    """List health judges a mirrored zone by its local data (RFC 5782 test points), not by DNS."""
+    from fastlookup.health import ZoneHealth
+
+    path = os.path.join(short_tmp, "bl")
+    _write(path, data)
+    upstream = MemoryUpstream()
+    config = service_config(f"{short_tmp}/fl.sock", ["127.0.0.1:9"], dnsbl={"mirror.test": {"mirror": f"ip4set:{path}"}})
+    with ServiceThread(config, upstream=upstream) as svc:
+        result = svc.run(lambda: ZoneHealth(svc.service).probe_all())
+        assert result == {"mirror.test": status}
+        assert upstream.queries == []
