@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from typing import Any
+from typing import Any, Sequence
 
 from .syntax import (
     DEFAULT_RR,
@@ -136,10 +136,16 @@ def _negation(s: str) -> tuple[bool, int]:
 
 
 class Ip4SetBuilder(Builder):
+    """ip4set lines into four levels, each kept as 256 lists by the address's first octet.
+
+    Keeping the levels split by first octet makes every sort a small one:
+    the loader runs in a worker thread, and one sort of a million keys would
+    hold the GIL (and so the event loop) for half a second.
+    """
+
     def __init__(self, max_entries: int) -> None:
         super().__init__(max_entries)
-        # /32 and /24 keys bucketed by their /16 so the final sort is a sort of small lists.
-        self.buckets: list[dict[int, list[int]]] = [{}, {}, {}, {}]
+        self.parts: list[list[list[int]]] = [[[] for _ in range(256)] for _ in range(4)]
 
     def line(self, s: str) -> str:
         if s[0] == ":":
@@ -160,23 +166,13 @@ class Ip4SetBuilder(Builder):
 
     def _add(self, idx: int, start: int, count: int, v: int) -> None:
         self.count(count)
-        step = 1 << (idx * 8)
-        buckets = self.buckets[idx]
+        parts = self.parts[idx]
         if count == 1:
-            key = start << 24 | v
-            bucket = buckets.get(start >> 16)
-            if bucket is None:
-                buckets[start >> 16] = [key]
-            else:
-                bucket.append(key)
+            parts[start >> 24].append(start << 24 | v)
             return
+        step = 1 << (idx * 8)
         for addr in range(start, start + count * step, step):
-            key = addr << 24 | v
-            bucket = buckets.get(addr >> 16)
-            if bucket is None:
-                buckets[addr >> 16] = [key]
-            else:
-                bucket.append(key)
+            parts[addr >> 24].append(addr << 24 | v)
 
     def _expand(self, a: int, b: int, v: int) -> None:
         """``ip4range_expand`` of rbldnsd_ip4set.c: octet-aligned runs at four levels."""
@@ -200,48 +196,55 @@ class Ip4SetBuilder(Builder):
                 b >>= 8
         add(3, a << 24, b - a + 1, v)
 
-    def fast_add32(self, a: int, v: int) -> None:
-        """One plain address (the common line of a data feed) without the range machinery."""
-        self.entries += 1
-        key = a << 24 | v
-        bucket = self.buckets[0].get(a >> 16)
-        if bucket is None:
-            self.buckets[0][a >> 16] = [key]
-        else:
-            bucket.append(key)
+    def bulk32(self, addrs: Sequence[int]) -> None:
+        """Plain addresses (a run of bare dotted-quad lines) with the current default value."""
+        self.count(len(addrs))
+        v = self.value(self.def_rr)
+        keys = [a << 24 | v for a in addrs]
+        keys.sort()  # one small sort (a run is bounded), then cut by first octet
+        parts = self.parts[0]
+        lo = 0
+        n = len(keys)
+        while lo < n:
+            octet = keys[lo] >> 48  # a key is address << 24 | value: 56 bits
+            hi = bisect_left(keys, (octet + 1) << 48, lo)
+            parts[octet].extend(keys[lo:hi])
+            lo = hi
 
     def finish(self) -> "Ip4Set":
-        if self.entries > self.max_entries:
-            raise TooMany(f"more than {self.max_entries} entries")
         levels = []
-        for buckets in self.buckets:
-            keys = array("Q")
-            for hi in sorted(buckets):
-                bucket = buckets[hi]
-                if len(bucket) > 1:
-                    bucket.sort()
-                    bucket = list(dict.fromkeys(bucket))  # drop repeats (REMOVE_DUPS), order kept
-                keys.extend(bucket)
-            levels.append(keys)
-        self.buckets = [{}, {}, {}, {}]
+        for parts in self.parts:
+            frozen: list[array | None] = []
+            for part in parts:
+                if not part:
+                    frozen.append(None)
+                    continue
+                part.sort()
+                frozen.append(array("Q", dict.fromkeys(part)))  # repeats dropped (REMOVE_DUPS)
+                part.clear()
+            levels.append(frozen)
         return Ip4Set(levels, tuple(self.values), tuple(self.subst))
 
 
 class Ip4Set:
-    """A frozen ip4set: four sorted levels of ``address << 24 | value``."""
+    """A frozen ip4set: four levels of ``address << 24 | value``, sorted, by first octet."""
 
     family = IP4
     __slots__ = ("levels", "values", "subst", "entries", "nbytes")
 
-    def __init__(self, levels: list[array], values: tuple, subst: tuple) -> None:
-        self.levels = [(keys, mask) for keys, mask in zip(levels, _LEVEL_MASKS) if len(keys)]
+    def __init__(self, levels: list[list[array | None]], values: tuple, subst: tuple) -> None:
+        self.levels = [(tuple(parts), mask) for parts, mask in zip(levels, _LEVEL_MASKS) if any(parts)]
         self.values = values
         self.subst = subst
-        self.entries = sum(len(k) for k in levels)
-        self.nbytes = sum(k.itemsize * len(k) for k in levels)
+        self.entries = sum(len(k) for parts in levels for k in parts if k)
+        self.nbytes = sum(k.itemsize * len(k) for parts in levels for k in parts if k)
 
     def find(self, q: int) -> list[Rr] | None:
-        for keys, mask in self.levels:
+        octet = q >> 24
+        for parts, mask in self.levels:
+            keys = parts[octet]
+            if keys is None:
+                continue
             f = q & mask
             i = bisect_left(keys, f << 24)
             if i < len(keys) and keys[i] >> 24 == f:
