@@ -233,9 +233,12 @@ def lookup(kind: str, arg: str, zones: tuple[str, ...], rdtype: str, as_json: bo
             click.echo(f"{arg} is LISTED on {len(hits)} zone(s):")
             for hit in hits:
                 text = f" \"{hit['text']}\"" if hit.get("text") else ""
-                click.echo(f"  {hit.get('zone')}: {', '.join(hit.get('codes') or [])}{text}")
+                source = f" (from {hit['from']})" if hit.get("from") else ""
+                click.echo(f"  {hit.get('zone')}: {', '.join(hit.get('codes') or [])}{text}{source}")
         else:
             click.echo(f"{arg} is not listed")
+        if result.get("mirror"):
+            click.echo(f"  from mirror: {', '.join(result['mirror'])}")
         for unknown in result.get("unknown") or []:
             click.echo(f"  {unknown.get('zone')}: could not check ({unknown.get('status')})")
         click.echo(f"  round trip {rtt:.2f} ms")

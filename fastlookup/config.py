@@ -152,6 +152,12 @@ class ZoneConfig:
     message: str | None = None
     targets: tuple[str, ...] | None = field(default=None, metadata={"each": TARGETS})
     allow: bool | None = None  # an allowlist zone (dnswl-style): a hit cancels listings
+    # Answer this zone from a local copy: "TYPE:PATH[,PATH...]" (rbldnsd data files:
+    # ip4set, ip4trie, ip6trie, ip6tset, dnset) or "axfr:HOST[:PORT]" (zone transfer). See docs/mirrors.md.
+    mirror: str | None = field(
+        default=None,
+        metadata={"doc_default": "none: asked by DNS", "doc_bound": "`TYPE:PATH[,PATH...]` or `axfr:HOST[:PORT]`"},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +434,14 @@ def _check_references(config: Config) -> None:
                 CodeFilter.parse(zconf.codes, f"{table}.{zone}.codes")
             if zconf.errors is not None:
                 CodeFilter.parse(zconf.errors, f"{table}.{zone}.errors")
+            mirror = zconf.mirror
+            if mirror is not None:
+                from .mirror.spec import parse_spec
+
+                try:
+                    parse_spec(mirror, f"{table}.{zone!r}.mirror")
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
     for pname, policy in config.policy.items():
         for table in ("dnsbl", "rhsbl", "allow_zones"):
             for i, zone in enumerate(getattr(policy, table)):

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .checks.zones import Zone
+from .model import Answer
 from .names import dnsbl_name
 
 __all__ = ["ZoneHealth", "ProbeResult", "DNSBL_PROBES", "RHSBL_PROBES", "DISABLING", "judge"]
@@ -170,7 +171,7 @@ class ZoneHealth:
         resolver = self.service.resolver
         deadline = resolver.clock() + self.timeout_s
         answers = await asyncio.gather(
-            *(resolver.upstream.query(qname, "A", deadline) for qname, _ in points), return_exceptions=True
+            *(self._ask(zone, qname, deadline) for qname, _ in points), return_exceptions=True
         )
         results = []
         for (qname, must), answer in zip(points, answers):
@@ -180,6 +181,15 @@ class ZoneHealth:
                 outcome, detail = _outcome(zone, answer)
                 results.append(ProbeResult(qname, must, outcome, detail))
         return judge(results), results
+
+    async def _ask(self, zone: Zone, qname: str, deadline: float) -> Answer:
+        """A probe's answer: from the zone's local mirror when it has a copy (its data is what checks use), else upstream."""
+        mirror = zone.mirror
+        if mirror is not None:
+            found = mirror.answer(qname)
+            if found is not None:
+                return Answer("ok", found[0], 0, "mirror") if found[0] else Answer("nxdomain")
+        return await self.service.resolver.upstream.query(qname, "A", deadline)
 
     async def probe_all(self) -> dict[str, str]:
         """Probe every zone once and apply the results; ``{zone display: status}``."""

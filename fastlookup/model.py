@@ -81,8 +81,11 @@ class Hit:
     zone: str
     codes: tuple[str, ...]
     text: str | None = None
+    source: str | None = None  # "mirror" when a local copy of the list answered (wire: "from")
 
     def to_wire(self) -> dict:
+        if self.source is not None:
+            return {"zone": self.zone, "codes": list(self.codes), "text": self.text, "from": self.source}
         return {"zone": self.zone, "codes": list(self.codes), "text": self.text}
 
 
@@ -103,17 +106,21 @@ class Listing:
 
     hits: tuple[Hit, ...] = ()
     unknown: tuple[Unknown, ...] = ()
+    mirrored: tuple[str, ...] = ()  # zones answered from a local copy (wire: "mirror", only when any)
 
     @property
     def listed(self) -> bool:
         return bool(self.hits)
 
     def to_wire(self) -> dict:
-        return {
+        out = {
             "listed": bool(self.hits),
             "hits": [h.to_wire() for h in self.hits],
             "unknown": [u.to_wire() for u in self.unknown],
         }
+        if self.mirrored:
+            out["mirror"] = list(self.mirrored)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from .config import Config, ConfigError, PolicyConfig, load_config, mask_url
 from .masking import mask_secrets
 from .errors import BadRequest, InternalError, InvalidArgument, RpcError
 from .lookup import MISSING, run as run_lookup, try_sync
+from .mirror import MirrorSet
 from .resolver import Resolver
 from .server import Server
 from .stats import Stats
@@ -116,6 +117,9 @@ class Service:
             clock=clock,
         )
         self.started_at = time.monotonic()
+        # Local list mirrors (docs/mirrors.md): loaded in start(), answered by the checks.
+        self.mirrors = MirrorSet(self.stats)
+        self.mirrors.configure(config.dnsbl, config.rhsbl, _mirror_display(config))
         self.zones, self.policy, self.ctx = self._build_engine(config, set())
         s = config.server
         self.server = Server(
@@ -149,7 +153,7 @@ class Service:
 
     def _build_engine(self, config: Config, disabled: set[str]) -> tuple[ZoneRegistry, Any, rpc.Context]:
         """Zones, policy engine and method context for ``config``; raises ConfigError."""
-        zones = ZoneRegistry(config.dnsbl, config.rhsbl, disabled)
+        zones = ZoneRegistry(config.dnsbl, config.rhsbl, disabled, mirrors=self.mirrors.table)
         for pname, policy in config.policy.items():
             for table, kind in (("dnsbl", "dnsbl"), ("allow_zones", "dnsbl"), ("rhsbl", "rhsbl")):
                 for i, spec in enumerate(getattr(policy, table)):
@@ -191,6 +195,7 @@ class Service:
                 self.resolver.shared = self.shared
                 if hasattr(self.shared, "set_ttl_policy"):  # Redis values are clamped by this instance's policy
                     self.shared.set_ttl_policy(self.resolver.ttl)
+            await self.mirrors.start()  # first copies loaded before the first check
             await self.server.start()
             for key, (module_name, func) in LISTENERS.items():
                 listen = _setting(config, key)
@@ -237,6 +242,7 @@ class Service:
                 log.warning("%s: error while closing: %s", key, exc)
         self.listeners.clear()
         await self.server.stop()
+        await self.mirrors.stop()
         tasks = [t for t in (self._sweeper, *self._background) if t is not None]
         for task in tasks:
             task.cancel()
@@ -307,6 +313,10 @@ class Service:
 
     def _apply(self, new: Config) -> None:
         old = self.config
+        # Mirrors whose value is unchanged keep their data; new ones load in the background.
+        new_mirrors = self.mirrors.configure(new.dnsbl, new.rhsbl, _mirror_display(new))
+        if new_mirrors and self.mirrors.running:
+            self._spawn(self.mirrors.start(new_mirrors))
         # Build everything first: nothing is swapped unless all of it is valid.
         zones, engine, ctx = self._build_engine(new, self.zones.disabled)
         ttl = TtlPolicy.from_config(new.cache)
@@ -351,6 +361,17 @@ class Service:
             if _setting(new, key) != _setting(old, key):
                 log.warning("%s changed: it takes effect after a restart", key)
 
+    def _spawn(self, coro: Any) -> None:
+        """Run ``coro`` as a background task of the service (cancelled by stop())."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            coro.close()
+            return
+        task = loop.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _retire(self, upstream: Any, after_s: float) -> None:
         """Close a replaced upstream pool once the queries it has in flight are done."""
         try:
@@ -365,6 +386,12 @@ class Service:
         task = loop.create_task(later())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _mirror_display(config: Config) -> Callable[[str, str], str]:
+    """A mirrored zone's display name (access keys masked) for logs and stats labels."""
+    registry = ZoneRegistry(config.dnsbl, config.rhsbl)
+    return lambda kind, zone: registry.get(zone, kind).display
 
 
 def _import(module_name: str, func: str, key: str) -> Callable:

@@ -43,7 +43,10 @@ def main() -> None:
                 bound = "IP networks"
             if meta.get("octal"):
                 bound = "octal file mode"
+            if "doc_bound" in meta:
+                bound = meta["doc_bound"]
             shown = "from the built-in profile" if default is None else "`" + repr(default).replace("'", '"') + "`"
+            shown = meta.get("doc_default", shown)
             print(f"| `{f.name}` | {shown} | {bound} |")
 
 

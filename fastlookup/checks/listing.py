@@ -29,14 +29,32 @@ def join_txt(records: tuple[str, ...]) -> str | None:
     return "; ".join(records) if records else None
 
 
-def _scan(get: Get, queries: Queries, disabled: set[str]) -> tuple[list, list]:
-    """``([(display, codes, text)], [(display, status)])``: the hits and unknowns of one pass."""
+def _scan(get: Get, queries: Queries, disabled: set[str]) -> tuple[list, list, list]:
+    """``([(display, codes, text, source)], [(display, status)], [mirrored display])`` of one pass.
+
+    A mirrored zone (``zone.mirror``) is answered from its local copy, with
+    the same codes filter and error codes as DNS answers; a mirror with no
+    copy to answer from (``None``) leaves the zone to DNS.
+    """
     hits: list = []
     unknown: list = []
+    mirrored: list = []
     for zone, qname in queries:
         if disabled and zone.name in disabled:
             unknown.append((zone.display, "disabled"))
             continue
+        mirror = zone.mirror
+        if mirror is not None:
+            found = mirror.answer(qname)
+            if found is not None:
+                mirrored.append(zone.display)
+                if found[0]:
+                    codes, error = zone.classify(found[0])
+                    if codes:
+                        hits.append((zone.display, codes, join_txt(found[1]), "mirror"))
+                    elif error:
+                        unknown.append((zone.display, "list_error"))
+                continue
         answer = get(qname, "A")
         if answer is None:
             continue
@@ -46,31 +64,40 @@ def _scan(get: Get, queries: Queries, disabled: set[str]) -> tuple[list, list]:
             if codes:
                 txt = get(qname, "TXT")
                 text = join_txt(txt.records) if txt is not None and txt.status == "ok" else None
-                hits.append((zone.display, codes, text))
+                hits.append((zone.display, codes, text, None))
             elif error:
                 unknown.append((zone.display, "list_error"))
         elif status != "nxdomain" and status != "nodata":
             unknown.append((zone.display, status))
-    return hits, unknown
+    return hits, unknown, mirrored
 
 
 def listing(get: Get, queries: Queries, disabled: set[str] = frozenset()) -> Listing:  # type: ignore[assignment]
     """The listing of one item over ``(zone, query name)`` pairs."""
-    hits, unknown = _scan(get, queries, disabled)
+    hits, unknown, mirrored = _scan(get, queries, disabled)
     return Listing(
         tuple([Hit(*h) for h in hits]) if hits else (),
         tuple([Unknown(*u) for u in unknown]) if unknown else (),
+        tuple(mirrored) if mirrored else (),
     )
 
 
 def listing_wire(get: Get, queries: Queries, disabled: set[str] = frozenset()) -> dict:  # type: ignore[assignment]
     """``listing(...).to_wire()``, without building the typed objects first."""
-    hits, unknown = _scan(get, queries, disabled)
-    return {
+    hits, unknown, mirrored = _scan(get, queries, disabled)
+    out = {
         "listed": bool(hits),
-        "hits": [{"zone": zone, "codes": list(codes), "text": text} for zone, codes, text in hits],
+        "hits": [
+            {"zone": zone, "codes": list(codes), "text": text, "from": source}
+            if source is not None
+            else {"zone": zone, "codes": list(codes), "text": text}
+            for zone, codes, text, source in hits
+        ],
         "unknown": [{"zone": zone, "status": status} for zone, status in unknown],
     }
+    if mirrored:
+        out["mirror"] = mirrored
+    return out
 
 
 def dnsbl_queries(labels: str, zones: tuple[Zone, ...]) -> Queries:

@@ -21,7 +21,7 @@ few hundred bytes: octet sets are integers, see ``codes``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from ..config import ZoneConfig
 from ..errors import ConfigError, InvalidArgument
@@ -100,6 +100,7 @@ class Zone:
     message: str | None = None
     targets: tuple[str, ...] = ("client", "helo", "sender")
     allow: bool = False
+    mirror: Any = None  # a mirror.MirrorSource answering this zone from a local copy, or None (DNS)
 
     def classify(self, codes: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
         """(listing codes, list_error) of an A answer; RFC 5782 §2.3 codes are 127/8."""
@@ -157,6 +158,8 @@ class ZoneRegistry:
     dnsbl_config: Mapping[str, ZoneConfig] = field(default_factory=dict)
     rhsbl_config: Mapping[str, ZoneConfig] = field(default_factory=dict)
     disabled: set[str] = field(default_factory=set)
+    #: (kind, zone name) -> mirror.MirrorSource for mirrored zones (``MirrorSet.table``).
+    mirrors: Mapping[tuple[str, str], Any] = field(default_factory=dict)
     _built: dict[tuple[str, str], Zone] = field(default_factory=dict)
     _many: dict[tuple[str, tuple[str, ...]], tuple[Zone, ...]] = field(default_factory=dict)
 
@@ -188,6 +191,7 @@ class ZoneRegistry:
             message=conf.message,
             targets=conf.targets if conf.targets is not None else profile.targets,
             allow=conf.allow if conf.allow is not None else profile.allow,
+            mirror=self.mirrors.get((kind, name)) if self.mirrors else None,
         )
         built = self._built
         if len(built) >= MAX_BUILT:  # client-named zones must not grow this without bound: drop the oldest

@@ -62,7 +62,10 @@ def _normalise(zones: Mapping[str, ZoneData | Sequence[ZoneData]]) -> dict[str, 
     for zone, spec in zones.items():
         datasets = [spec] if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) else spec
         name = zone.rstrip(".").lower()
-        out[name] = [(str(kind), str(data)) for kind, data in datasets]  # type: ignore[misc]
+        out[name] = [
+            (str(kind), tuple(map(str, data)) if isinstance(data, (list, tuple)) else str(data))  # type: ignore[misc]
+            for kind, data in datasets
+        ]
         if not out[name]:
             raise ValueError(f"Rbldnsd zones[{zone!r}]: no dataset; give (type, data) or a list of them")
     return out
@@ -141,12 +144,23 @@ class Rbldnsd:
     # -- files ---------------------------------------------------------------
 
     def _files(self) -> list[tuple[str, str, str, str]]:
-        """(zone, type, file name, data) for every dataset, in command-line order."""
-        return [
-            (zone, kind, f"{zone}.{i}.{kind}", data)
-            for zone, datasets in self._zones.items()
-            for i, (kind, data) in enumerate(datasets)
-        ]
+        """(zone, type, file name, data) for every file, in command-line order.
+
+        A dataset given as a list of texts is one dataset read from several
+        files (rbldnsd's ``zone:type:file1,file2``).
+        """
+        return [(zone, kind, name, text) for zone, kind, names in self._datasets() for name, text in names]
+
+    def _datasets(self) -> list[tuple[str, str, list[tuple[str, str]]]]:
+        out = []
+        for zone, datasets in self._zones.items():
+            for i, (kind, data) in enumerate(datasets):
+                if isinstance(data, tuple):
+                    names = [(f"{zone}.{i}.{j}.{kind}", text) for j, text in enumerate(data)]
+                else:
+                    names = [(f"{zone}.{i}.{kind}", data)]
+                out.append((zone, kind, names))
+        return out
 
     def _write_files(self) -> None:
         """Write every data file world-readable, each with an mtime newer than any before."""
@@ -169,7 +183,7 @@ class Rbldnsd:
         if user is not None:
             args += ["-u", user]
         args += list(self._extra_args)
-        args += [f"{zone}:{kind}:{name}" for zone, kind, name, _data in self._files()]
+        args += [f"{zone}:{kind}:{','.join(n for n, _ in names)}" for zone, kind, names in self._datasets()]
         return args
 
     def _answers(self) -> bool:
