@@ -12,6 +12,7 @@ from typing import Callable
 
 from .base import Contender, Unknown, WrongAnswer
 from .dnspython_direct import DnspythonContender
+from .fleet import FleetContender
 from .pydnsbl_check import PydnsblContender
 from .viaclient import FastlookupContender, FloorContender
 
@@ -28,4 +29,5 @@ CONTENDERS: dict[str, Callable[[], Contender]] = {
     "fastlookup-batched": lambda: FastlookupContender("batched"),
     "fastlookup-redis": lambda: FastlookupContender("redis"),
     "fastlookup-redis-batched": lambda: FastlookupContender("redis-batched"),
+    "fastlookup-fleet": FleetContender,
 }
