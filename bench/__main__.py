@@ -51,7 +51,10 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     mode.add_argument("--quick", action="store_true", help="a run of under 3 minutes on a 2-core machine")
     mode.add_argument("--tiny", action="store_true", help="a run of seconds on a tiny workload (the smoke test)")
     p.add_argument("--out", default="bench-out", help="directory for results.json and latency.png (default: bench-out)")
-    p.add_argument("--delay-ms", type=float, default=0.0, help="delay of every PTR/A answer, to model a network (default 0)")
+    p.add_argument("--delay-ms", type=float, default=0.0,
+                   help="delay of every answer from upstream (PTR, A and the blocklist zones), to model a network (default 0)")
+    p.add_argument("--delay-spread-ms", type=float, default=0.0,
+                   help="uniform +/- spread around --delay-ms, seeded (default 0; at most --delay-ms)")
     p.add_argument("--ips", type=int, help="distinct client IPs of the Zipf workload")
     p.add_argument("--listed-share", type=float, default=0.1, help="share of the IPs (and domains) listed (default 0.1)")
     p.add_argument("--zones", type=int, help="DNSBL zones asked per connection")
@@ -74,6 +77,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         zones=args.zones if args.zones is not None else d["zones"],
         seed=args.seed,
         delay_ms=max(0.0, args.delay_ms),
+        delay_spread_ms=max(0.0, args.delay_spread_ms),
         concurrency=args.concurrency or d["concurrency"],
         max_checks=args.max_checks if args.max_checks is not None else d["max_checks"],
         max_s=args.max_seconds if args.max_seconds is not None else d["max_s"],
@@ -83,6 +87,8 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     )
     if settings.max_checks < 1 or settings.max_s <= 0:
         p.error("--max-checks and --max-seconds must be positive")
+    if settings.delay_ms > 60_000 or settings.delay_spread_ms > settings.delay_ms:
+        p.error("--delay-ms must be at most 60000 and --delay-spread-ms at most --delay-ms")
     return settings, args
 
 
@@ -135,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         {
             "mode": settings.mode,
             "delay_ms": settings.delay_ms,
-            "delay_applies_to": "PTR and A answers of the test DNS server (rbldnsd cannot delay)",
+            "delay_spread_ms": settings.delay_spread_ms,
+            "delay_applies_to": "every answer from upstream: a delaying UDP forwarder stands in front of the "
+            "test DNS server (PTR, A) and of rbldnsd (DNSBL/RHSBL A and TXT)",
             "concurrency_levels": list(settings.concurrency),
             "max_checks_per_cell": settings.max_checks,
             "max_seconds_per_cell": settings.max_s,

@@ -8,6 +8,15 @@ client (one MTA process, one connection); async contenders run as tasks on
 one uvloop event loop, the way an asyncio hook runs. Every call is itself
 bounded by its client's timeout, and a worker gives up after ``MAX_ERRORS``
 failures, so a cell always ends.
+
+Every started check ends as one of: a success (its latency is kept), an
+*unknown* (the answer was incomplete: a zone could not answer, a lookup timed
+out -- ``base.Unknown``), an *error* (a wrong answer or an exception), or,
+for the Redis-only rows, *excluded* (answered from the memory tier, so not a
+measurement of the Redis tier). Unknowns and errors are failures: their
+latency enters the percentiles at ``fail_s`` (the client timeout) or at what
+they took when that was longer, so a contender that times out never looks
+better in the tail.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-__all__ = ["Cell", "run_threads", "run_async", "MAX_ERRORS"]
+__all__ = ["Cell", "run_threads", "run_async", "MAX_ERRORS", "EXCLUDE"]
 
 MAX_ERRORS = 20
 #: Extra time a cell may take past ``max_s`` for checks in flight to end.
@@ -32,9 +41,13 @@ Check = Callable[[Any], Any]
 class Cell:
     """What one cell measured."""
 
-    latencies_s: list[float] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)  # successes only
+    failed_s: list[float] = field(default_factory=list)  # failures, at fail_s or longer
     errors: int = 0
+    unknown: int = 0  # incomplete answers (unknown zone, timeout, temperror)
+    excluded: int = 0  # checks the contender said not to count (memory-tier answers in a Redis row)
     first_error: str | None = None
+    first_unknown: str | None = None
     wall_s: float = 0.0
     started: int = 0  # connections taken from the stream (a prefix of it)
     incomplete: bool = False  # a worker was still busy after max_s + GRACE_S
@@ -53,7 +66,10 @@ class _Shared:
         self.deadline = float("inf")
         self.lock = threading.Lock()
         self.errors = 0
+        self.unknown = 0
+        self.excluded = 0
         self.first_error: str | None = None
+        self.first_unknown: str | None = None
 
     def next(self) -> Any:
         """The next connection, or None when the cell's count or time is used up."""
@@ -64,9 +80,35 @@ class _Shared:
 
     def error(self, exc: BaseException) -> None:
         with self.lock:
+            if _is_unknown(exc):
+                self.unknown += 1
+                if self.first_unknown is None:
+                    self.first_unknown = f"{type(exc).__name__}: {exc}"[:300]
+                return
             self.errors += 1
             if self.first_error is None:
                 self.first_error = f"{type(exc).__name__}: {exc}"[:300]
+
+    def exclude(self) -> None:
+        with self.lock:
+            self.excluded += 1
+
+    def fill(self, cell: "Cell") -> None:
+        cell.errors, cell.first_error = self.errors, self.first_error
+        cell.unknown, cell.first_unknown = self.unknown, self.first_unknown
+        cell.excluded = self.excluded
+        cell.started = cell.checks + cell.errors + cell.unknown + cell.excluded
+
+
+#: What a check returns to say "answered, but do not count me" (see ``Cell.excluded``).
+EXCLUDE = "exclude"
+
+
+def _is_unknown(exc: BaseException) -> bool:
+    """An incomplete answer or a timeout (its own column), as opposed to a wrong answer or a bug."""
+    from .contenders.base import Unknown
+
+    return isinstance(exc, (Unknown, TimeoutError)) or type(exc).__name__ in ("ServiceUnavailable", "Timeout")
 
 
 def run_threads(
@@ -76,10 +118,16 @@ def run_threads(
     max_checks: int,
     max_s: float,
     tick: Callable[[int], None] = lambda n: None,
+    *,
+    fail_s: float = 0.0,
 ) -> Cell:
-    """Run ``concurrency`` threads; ``make_worker()`` (called in each thread) gives ``(check, close)``."""
+    """Run ``concurrency`` threads; ``make_worker()`` (called in each thread) gives ``(check, close)``.
+
+    A failed check enters the percentiles at ``fail_s`` (or what it took, if longer).
+    """
     shared = _Shared(stream, max_checks, max_s)
     samples: list[list[float]] = [[] for _ in range(concurrency)]
+    failed: list[list[float]] = [[] for _ in range(concurrency)]
     ready = threading.Barrier(concurrency + 1)
     setup_errors: list[BaseException] = []
 
@@ -96,6 +144,7 @@ def run_threads(
             close()
             return
         out = samples[slot]
+        bad = failed[slot]
         perf = time.perf_counter
         failures = 0
         try:
@@ -105,12 +154,16 @@ def run_threads(
                     break
                 t0 = perf()
                 try:
-                    check(item)
+                    tag = check(item)
                 except Exception as exc:  # counted, and the worker moves on
+                    bad.append(max(perf() - t0, fail_s))
                     shared.error(exc)
                     failures += 1
                     if failures >= MAX_ERRORS:
                         break
+                    continue
+                if tag == EXCLUDE:
+                    shared.exclude()
                     continue
                 out.append(perf() - t0)
         finally:
@@ -138,8 +191,9 @@ def run_threads(
     cell.incomplete = any(t.is_alive() for t in threads)
     for s in samples:
         cell.latencies_s.extend(s)
-    cell.errors, cell.first_error = shared.errors, shared.first_error
-    cell.started = cell.checks + cell.errors
+    for s in failed:
+        cell.failed_s.extend(s)
+    shared.fill(cell)
     return cell
 
 
@@ -152,6 +206,7 @@ def run_async(
     tick: Callable[[int], None] = lambda n: None,
     *,
     check_timeout_s: float = 5.0,
+    fail_s: float = 0.0,
 ) -> Cell:
     """Run ``concurrency`` tasks on a fresh uvloop loop; ``await make_worker()`` gives ``(check, close)``."""
     import uvloop
@@ -160,6 +215,7 @@ def run_async(
         shared = _Shared(stream, max_checks, max_s)
         check, close = await make_worker()
         samples: list[float] = []
+        failed: list[float] = []
         perf = time.perf_counter
 
         async def task() -> None:
@@ -171,12 +227,16 @@ def run_async(
                 t0 = perf()
                 try:
                     async with asyncio.timeout(check_timeout_s):
-                        await check(item)
+                        tag = await check(item)
                 except Exception as exc:  # TimeoutError included: counted, the task moves on
+                    failed.append(max(perf() - t0, fail_s))
                     shared.error(exc)
                     failures += 1
                     if failures >= MAX_ERRORS:
                         return
+                    continue
+                if tag == EXCLUDE:
+                    shared.exclude()
                     continue
                 samples.append(perf() - t0)
 
@@ -200,9 +260,8 @@ def run_async(
             end = perf()
         finally:
             await close()
-        cell = Cell(latencies_s=samples, wall_s=end - t0, incomplete=incomplete)
-        cell.errors, cell.first_error = shared.errors, shared.first_error
-        cell.started = cell.checks + cell.errors
+        cell = Cell(latencies_s=samples, failed_s=failed, wall_s=end - t0, incomplete=incomplete)
+        shared.fill(cell)
         return cell
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

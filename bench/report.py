@@ -15,8 +15,11 @@ import sys
 __all__ = ["table", "write_json", "plot", "main"]
 
 _COLUMNS = (
-    ("contender", "name", "{}", 19),
+    ("contender", "name", "{}", 24),
     ("conc", "concurrency", "{}", 4),
+    ("ok", "checks", "{}", 6),
+    ("unk/tmo", "unknown", "{}", 7),
+    ("err", "errors", "{}", 4),
     ("p50 ms", "p50_ms", "{:.3f}", 9),
     ("p90 ms", "p90_ms", "{:.3f}", 9),
     ("p99 ms", "p99_ms", "{:.3f}", 9),
@@ -24,7 +27,7 @@ _COLUMNS = (
     ("checks/s", "checks_per_s", "{:.0f}", 8),
     ("upstrm q/chk", "upstream_queries_per_check", "{:.3f}", 12),
     ("cpu s", "cpu_s", "{:.2f}", 6),
-    ("p50 x floor", "p50_vs_floor", "{:.2f}", 11),
+    ("p50 x floor*", "p50_vs_floor", "{:.2f}", 12),
     ("p50 x direct", "p50_vs_direct", "{:.3f}", 12),
     ("rate x direct", "checks_per_s_vs_direct", "{:.2f}", 13),
 )
@@ -45,13 +48,17 @@ def table(results: dict) -> str:
     lines.append("-" * len(lines[0]))
     for row in results["contenders"]:
         if row.get("skipped"):
-            lines.append(f"{row['name']:<19} {row['concurrency']:<4} skipped: {row['skipped']}")
+            lines.append(f"{row['name']:<24} {row['concurrency']:<4} skipped: {row['skipped']}")
             continue
         cells = []
         for i, (_, key, fmt, width) in enumerate(_COLUMNS):
             text = _cell(row.get(key), fmt)
+            if key == "name" and row.get("marked"):
+                text = "!" + text  # a cell with unknown/timeout or wrong answers: not a clean measurement
             cells.append(text.ljust(width) if i <= 1 else text.rjust(width))
         lines.append(" ".join(cells))
+    lines.append("! = the cell had unknown/timeout answers or errors (counted at the timeout in the percentiles); "
+                 "* batched rows against floor-batched")
     goals = results.get("goals") or []
     if goals:
         lines.append("")

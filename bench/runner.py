@@ -42,6 +42,7 @@ class Settings:
     warm_max_s: float
     client_timeout_s: float
     contenders: tuple[str, ...]
+    delay_spread_ms: float = 0.0
 
 
 #: Defaults per mode; every flag given on the command line wins.
@@ -63,7 +64,7 @@ class Run:
         self.workload: Workload = make_workload(settings.ips, settings.listed_share, settings.zones, settings.seed)
         self.indices = self.workload.stream(settings.max_checks)
         self.stream = [self.workload.hosts[i] for i in self.indices]
-        self.world = World(self.workload, workdir, delay_ms=settings.delay_ms)
+        self.world = World(self.workload, workdir, delay_ms=settings.delay_ms, spread_ms=settings.delay_spread_ms)
         self._floor: FloorService | None = None
         self._warm: FastlookupService | None = None
         self._warm_unbound = None
@@ -101,7 +102,7 @@ class Run:
 
         def worker():
             client = Client(svc.socket, timeout=self.client_timeout_s)
-            return make_check(client, batched=True), getattr(client, "close", lambda: None)
+            return make_check(client, True, self.workload), getattr(client, "close", lambda: None)
 
         self.progress.note("warming the fastlookup service: every host once, batched ...")
         hosts = list(self.workload.hosts)
@@ -198,21 +199,32 @@ class Run:
             contender.finish(self)
         return rows
 
+    def _process_cpu(self, pids: dict[str, int]) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
     def _cell(self, contender: Contender, level: int) -> dict:
         s = self.settings
         world = self.world
         contender.before_level(self, level)
         try:
+            # Every server process of the run (the world's, the shared services, the contender's
+            # own) plus the client: only this contender works during the cell, so the others add
+            # ~0, and cpu_s means the same thing in every row.
+            pids = {**self.pids(), **contender.pids()}
             stats0 = contender.service_stats()
             up0 = world.upstream_counts()
             cpu0, client0, upcpu0 = contender.cpu_seconds(), cpu_seconds(), world.upstream_cpu()
             rcpu0 = contender.resolver_cpu_seconds()
+            procs0 = self._process_cpu(pids)
             tick = self.progress.tick
+            fail_s = s.client_timeout_s
             if contender.mode == "threads":
-                cell: Cell = run_threads(contender.worker, self.stream, level, s.max_checks, s.max_s, tick)
+                cell: Cell = run_threads(contender.worker, self.stream, level, s.max_checks, s.max_s, tick,
+                                         fail_s=fail_s)
             else:
                 cell = run_async(contender.aworker, self.stream, level, s.max_checks, s.max_s, tick,
-                                 check_timeout_s=max(5.0, 2 * s.client_timeout_s))
+                                 check_timeout_s=max(5.0, 2 * s.client_timeout_s), fail_s=fail_s)
+            procs1 = self._process_cpu(pids)
             cpu1, client1, upcpu1 = contender.cpu_seconds(), cpu_seconds(), world.upstream_cpu()
             rcpu1 = contender.resolver_cpu_seconds()
             up1 = world.upstream_counts()
@@ -220,23 +232,30 @@ class Run:
         finally:
             contender.after_level(self, level)
         upstream = {k: up1[k] - up0[k] for k in up1}
+        by_process = {name: round(procs1[name] - procs0[name], 3) for name in procs1
+                      if math.isfinite(procs1[name] - procs0[name])}
         extra = _service_figures(stats0, stats1, cell.checks)
+        extra["cpu_s_by_process"] = {k: v for k, v in by_process.items() if v}
+        extra["answering_process_cpu_s"] = round(cpu1 - cpu0, 3) if math.isfinite(cpu1 - cpu0) else None
         if (rcpu1 or rcpu0) and math.isfinite(rcpu1 - rcpu0):
             extra["resolver_cpu_s"] = round(rcpu1 - rcpu0, 3)  # the unbound a fastlookup service asks
         if contender.name.startswith("fastlookup") and "fastlookup" in self.warm_notes:
             extra["warm_up"] = self.warm_notes["fastlookup"]
         elif contender.name in self.warm_notes:
             extra["warm_up"] = self.warm_notes[contender.name]
+        extra.update(contender.extra_figures(self, level, cell))
         return make_row(
             contender.name,
             level,
             cell,
             upstream=upstream,
-            cpu_s=cpu1 - cpu0,
-            cpu_of=contender.cpu_of,
+            cpu_s=(client1 - client0) + sum(by_process.values()),
+            cpu_of="client (the bench process, every thread) + every server process of the run: services, "
+            "floor, unbound(s), redis-server, rbldnsd, the test DNS server, delay forwarders",
             client_cpu_s=client1 - client0,
             upstream_cpu_s=upcpu1 - upcpu0,
             distinct_questions=self.workload.distinct_questions(self.indices[: cell.started]),
+            fail_s=fail_s,
             note=contender.note,
             extra=extra,
         )

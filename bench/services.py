@@ -87,6 +87,7 @@ class FastlookupService(RunsChild):
         *,
         redis_url: str = "",
         memory_entries: int = 1_000_000,
+        key_prefix: str = "",
     ) -> None:
         self.name = name
         self.workdir = workdir
@@ -113,6 +114,8 @@ class FastlookupService(RunsChild):
             # process: the default 50 ms timeout opens the breaker under load and turns
             # Redis hits into upstream queries. 0.5 s keeps this a measurement of hits.
             lines += ["[redis]", f"url = {_toml_str(redis_url)}", f"timeout_s = {REDIS_TIMEOUT_S}"]
+            if key_prefix:  # a fleet of its own: keys no earlier service wrote
+                lines += [f"key_prefix = {_toml_str(key_prefix)}"]
         for zone in workload.zones:
             lines += [f"[dnsbl.{_toml_str(zone)}]"]
         lines += [f"[rhsbl.{_toml_str(workload.rhsbl_zone)}]"]

@@ -1,5 +1,8 @@
 """A local unbound (the Debian package) as a caching resolver for the test zones.
 
+The configuration is ``fastlookup.testing.unbound.unbound_config`` (shared
+with the end-to-end tests); this class runs it as a benchmark ``Child``.
+
 The reference contender ("run a caching resolver") and the resolver the
 fastlookup services sit in front of. It sends the DNSBL/RHSBL zones to
 rbldnsd and everything else under ``.test`` and the 198.18/15 reverse zone to
@@ -22,6 +25,7 @@ import dns.rdatatype
 
 from fastlookup.testing._proc import find_binary, wait_until
 from fastlookup.testing.ports import free_port
+from fastlookup.testing.unbound import unbound_config
 
 from .procs import Child, RunsChild
 
@@ -29,39 +33,7 @@ __all__ = ["Unbound"]
 
 
 def _config(port: int, workdir: str, stubs: dict[str, tuple[str, int]]) -> str:
-    lines = [
-        "server:",
-        f"  interface: 127.0.0.1@{port}",
-        f"  port: {port}",
-        "  interface-automatic: no",
-        "  do-ip6: no",
-        "  do-not-query-localhost: no",
-        "  qname-minimisation: no",
-        '  chroot: ""',
-        '  username: ""',
-        f'  directory: "{workdir}"',
-        '  pidfile: ""',
-        "  use-syslog: no",
-        "  verbosity: 0",
-        "  num-threads: 1",
-        "  so-reuseport: no",
-        "  access-control: 127.0.0.0/8 allow",
-        '  module-config: "iterator"',
-        "  harden-referral-path: no",
-        '  target-fetch-policy: "0 0 0 0 0"',
-        "  prefetch: no",
-        "  minimal-responses: yes",
-        "  msg-cache-size: 64m",
-        "  rrset-cache-size: 128m",
-        "  num-queries-per-thread: 4096",
-        "  outgoing-range: 8192",
-        # RFC 6761 names are unbound's own local zones by default; ours are served by stubs.
-        '  local-zone: "test." nodefault',
-    ]
-    for zone, (host, zport) in stubs.items():
-        lines += ["stub-zone:", f'  name: "{zone}."', f"  stub-addr: {host}@{zport}"]
-    lines += ["remote-control:", "  control-enable: no", ""]
-    return "\n".join(lines)
+    return unbound_config(port, workdir, stubs)  # one unbound.conf for the tests and the benchmark
 
 
 class Unbound(RunsChild):

@@ -4,8 +4,12 @@
   ``-l +FILE`` (an unbuffered log line per query it recognises), and the
   lines are counted: that is the DNSBL side of "upstream queries".
 * The project's test DNS server (``fastlookup.testing.dnsserver``) runs as a
-  process and serves PTR and A, optionally ``--delay-ms`` late to model a
-  network; its own counter (CHAOS control query) is the PTR/A side.
+  process and serves PTR and A; its own counter (CHAOS control query) is the
+  PTR/A side.
+* With ``--delay-ms`` (and ``--delay-spread-ms``), a delaying UDP forwarder
+  (``fastlookup.testing.udpdelay``) stands in front of *each* of the two
+  servers, so every answer any contender gets from upstream -- PTR, A, and
+  the blocklist zones -- comes that late. Counting stays at the servers.
 * redis-server for the shared tier; one reference unbound for the
   ``unbound`` and ``pydnsbl`` contenders, and a fresh unbound per fastlookup
   service (fastlookup is a stub: it sits in front of the site's resolver).
@@ -21,6 +25,7 @@ from fastlookup.testing.dnsprocess import DnsServerProcess
 from fastlookup.testing.dnszone import Soa
 from fastlookup.testing.rbldnsd import Rbldnsd
 from fastlookup.testing.redis import RedisServer
+from fastlookup.testing.udpdelay import DelayForwarder
 
 from .unbound import Unbound
 from .workload import TTL_S, Workload
@@ -31,10 +36,13 @@ __all__ = ["World"]
 class World:
     """Starts the upstream servers of ``workload`` in ``workdir``; counts their queries."""
 
-    def __init__(self, workload: Workload, workdir: str, *, delay_ms: float = 0.0) -> None:
+    def __init__(self, workload: Workload, workdir: str, *, delay_ms: float = 0.0, spread_ms: float = 0.0) -> None:
         self.workload = workload
         self.workdir = workdir
         self.delay_ms = delay_ms
+        self.spread_ms = spread_ms
+        self.delay_dns: DelayForwarder | None = None
+        self.delay_rbl: DelayForwarder | None = None
         self.rbl: Rbldnsd | None = None
         self.dns: DnsServerProcess | None = None
         self.redis: RedisServer | None = None
@@ -54,8 +62,13 @@ class World:
         os.chmod(self._log, 0o666)
         self.rbl = Rbldnsd(self.workload.rbldnsd_zones(), ttl_s=TTL_S, extra_args=("-l", "+" + self._log)).start()
         soas = [Soa("18.198.in-addr.arpa", TTL_S, TTL_S), Soa("19.198.in-addr.arpa", TTL_S, TTL_S), Soa("test", TTL_S, TTL_S)]
-        self.dns = DnsServerProcess(self.workload.dns_records(), ttl=TTL_S, soa=soas, delay_s=self.delay_ms / 1000.0)
+        self.dns = DnsServerProcess(self.workload.dns_records(), ttl=TTL_S, soa=soas)
         self.dns.start()
+        if self.delay_ms > 0:
+            self.delay_dns = DelayForwarder(self.dns.address, delay_ms=self.delay_ms, spread_ms=self.spread_ms,
+                                            seed=1).start()
+            self.delay_rbl = DelayForwarder(self.rbl.address, delay_ms=self.delay_ms, spread_ms=self.spread_ms,
+                                            seed=2).start()
         try:
             self.redis = RedisServer().start()
         except Exception as exc:  # the Redis rows are skipped with this reason, the rest still runs
@@ -80,7 +93,7 @@ class World:
         for ub in self._extra:
             ub.stop()
         self._extra.clear()
-        for server in (self.redis, self.dns, self.rbl):
+        for server in (self.delay_dns, self.delay_rbl, self.redis, self.dns, self.rbl):
             if server is not None:
                 try:
                     server.stop()
@@ -89,13 +102,24 @@ class World:
 
     # --- routing ------------------------------------------------------------------
 
+    @property
+    def names_address(self) -> tuple[str, int]:
+        """Where PTR/A questions go: the test DNS server, or its delaying forwarder."""
+        assert self.dns is not None
+        return self.delay_dns.address if self.delay_dns is not None else self.dns.address
+
+    @property
+    def lists_address(self) -> tuple[str, int]:
+        """Where DNSBL/RHSBL questions go: rbldnsd, or its delaying forwarder."""
+        assert self.rbl is not None
+        return self.delay_rbl.address if self.delay_rbl is not None else self.rbl.address
+
     def stubs(self) -> dict[str, tuple[str, int]]:
         """Zone -> server, for unbound's stub zones (the most specific zone wins)."""
-        assert self.rbl is not None and self.dns is not None
-        out = {z: self.rbl.address for z in self.workload.zones}
-        out[self.workload.rhsbl_zone] = self.rbl.address
+        out = {z: self.lists_address for z in self.workload.zones}
+        out[self.workload.rhsbl_zone] = self.lists_address
         for zone in ("18.198.in-addr.arpa", "19.198.in-addr.arpa", "test"):
-            out[zone] = self.dns.address
+            out[zone] = self.names_address
         return out
 
     def pids(self) -> dict[str, int]:
@@ -106,6 +130,10 @@ class World:
             out["dnsserver"] = self.dns.pid
         if self.redis is not None:
             out["redis-server"] = self.redis.pid
+        if self.delay_dns is not None:
+            out["delay-forwarder-dns"] = self.delay_dns.pid
+        if self.delay_rbl is not None:
+            out["delay-forwarder-rbldnsd"] = self.delay_rbl.pid
         for ub in [self.unbound, *self._extra]:
             if ub is not None and ub.child is not None:
                 out[ub.name] = ub.pid

@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-system.sh test
 bash scripts/venv.sh test,bench
+# Wheels for the Docker test, which builds offline from them (tests/test_docker.py).
+bash scripts/wheelhouse.sh .wheelhouse
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 
 from bench.contenders import CONTENDERS
-from bench.figures import FIGURES, add_ratios, percentile, skipped_row
+from bench.contenders import Unknown, WrongAnswer
+from bench.contenders.verify import judge, service_facts
+from bench.figures import FIGURES, add_ratios, goals, make_row, percentile, skipped_row
+from bench.load import EXCLUDE, Cell, run_threads
 from bench.report import table
 from bench.workload import make_workload
 
@@ -82,6 +85,97 @@ def test_table_shows_skipped_rows_with_their_reason():
     assert rows[0]["p50_vs_floor"] is None
 
 
+def _answers(w, host):
+    exp = w.expected(host)
+    return exp["ptr"], exp["fcrdns"], exp["dnsbl"], exp["rhsbl"]
+
+
+def _listed_host(w):
+    return next(h for h in w.hosts if h.ptr and h.forward == h.ip and h.zones)
+
+
+@pytest.mark.parametrize(
+    "part, change",
+    [
+        ("ptr", lambda a: a[0].update(records=["other.test"])),
+        ("fcrdns", lambda a: a[1].update(result="fail")),
+        ("dnsbl", lambda a: a[2].update(hits=[])),
+        ("dnsbl", lambda a: a[2]["hits"][0].update(text=None)),  # no TXT fetched
+        ("rhsbl", lambda a: a[3].update(listed=True, hits=[{"zone": "rhs.bench.test", "codes": [], "text": "x"}])),
+    ],
+)
+def test_every_part_of_a_check_is_judged(part, change):
+    """A check whose PTR, FCrDNS, DNSBL hits, hit text or RHSBL answer differs from the workload is a wrong answer."""
+    w = make_workload(400, 0.5, 2, 3)
+    host = _listed_host(w)
+    judge(w, host, service_facts(*_answers(w, host)))  # the truth passes
+    answers = [dict(a) for a in _answers(w, host)]
+    answers[2]["hits"] = [dict(h) for h in answers[2]["hits"]]
+    change(answers)
+    with pytest.raises(WrongAnswer, match=part):
+        judge(w, host, service_facts(*answers))
+
+
+@pytest.mark.parametrize(
+    "index, change",
+    [
+        (2, {"unknown": [{"zone": "bl0.bench.test", "status": "timeout"}]}),
+        (3, {"unknown": [{"zone": "rhs.bench.test", "status": "servfail"}]}),
+        (0, {"status": "timeout", "records": []}),
+        (1, {"result": "temperror"}),
+    ],
+)
+def test_fail_open_answers_are_unknown_not_success(index, change):
+    """A zone in ``unknown``, a timed-out PTR or a temperror FCrDNS makes the check Unknown, not a success."""
+    w = make_workload(400, 0.5, 2, 3)
+    host = _listed_host(w)
+    answers = [dict(a) for a in _answers(w, host)]
+    answers[index].update(change)
+    with pytest.raises(Unknown):
+        service_facts(*answers)
+
+
+def test_failures_enter_the_percentiles_at_the_timeout():
+    """Unknown answers and errors are counted in their own columns and at the timeout in the percentiles."""
+    def make_worker():
+        def check(n):
+            if n % 4 == 0:
+                raise Unknown("zone timed out")
+            if n % 4 == 1:
+                raise WrongAnswer("wrong")
+            return EXCLUDE if n % 4 == 2 else None
+        return check, lambda: None
+
+    cell = run_threads(make_worker, list(range(32)), 1, 32, 30.0, fail_s=2.5)
+    assert (cell.checks, cell.unknown, cell.errors, cell.excluded, cell.started) == (8, 8, 8, 8, 32)
+    row = make_row("x", 1, cell, upstream={}, cpu_s=0.0, cpu_of="", client_cpu_s=0.0, upstream_cpu_s=0.0,
+                   distinct_questions=1, fail_s=2.5)
+    assert row["p90_ms"] == 2500.0 and row["p50_ms"] == 2500.0 and row["marked"]
+    assert (row["unknown"], row["errors"], row["excluded"]) == (8, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "sent, unknown, met", [(50, 0, True), (49, 0, False), (51, 0, False), (50, 1, False)],
+)
+def test_cold_goal_needs_exactly_the_distinct_questions_and_complete_answers(sent, unknown, met):
+    """The cold goal is met only when the service sent exactly the distinct questions and no answer was unknown."""
+    row = {"name": "fastlookup-cold", "concurrency": 1, "skipped": None, "service_upstream_queries": sent,
+           "distinct_questions": 50, "unknown": unknown, "errors": 0, "incomplete": False}
+    verdict = [g for g in goals([row]) if g["contender"] == "fastlookup-cold"]
+    assert [g["met"] for g in verdict] == [met]
+
+
+def test_batched_rows_are_compared_with_the_batched_floor():
+    """p50_vs_floor of a batched row divides by floor-batched, of an unbatched row by floor."""
+    rows = [
+        {"name": n, "concurrency": 1, "p50_ms": p, "p99_ms": p, "checks_per_s": 1.0}
+        for n, p in (("floor", 0.2), ("floor-batched", 0.05), ("fastlookup-batched", 0.1), ("fastlookup-memory", 0.4))
+    ]
+    add_ratios(rows)
+    by = {r["name"]: r for r in rows}
+    assert by["fastlookup-batched"]["p50_vs_floor"] == 2.0 and by["fastlookup-memory"]["p50_vs_floor"] == 2.0
+
+
 def _is_figure(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
@@ -115,16 +209,60 @@ def test_tiny_run_writes_well_formed_results(tmp_path):
             assert isinstance(row["skipped"], str) and all(row[f] is None for f in FIGURES), row
             continue
         assert row["checks"] > 0, row
+        # Every answer complete and correct: an unknown/timeout or a wrong answer fails the smoke run.
+        assert (row["unknown"], row["errors"]) == (0, 0), (row["name"], row["first_unknown"], row["first_error"])
         for figure in FIGURES:
             assert _is_figure(row[figure]), (row["name"], figure, row[figure])
         assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["p999_ms"]
 
     must_run = {"dnspython-direct", "unbound", "pydnsbl"}
     if importlib.util.find_spec("fastlookup.client") is not None:
-        must_run |= {"floor", "fastlookup-cold", "fastlookup-memory", "fastlookup-batched"}
+        must_run |= {"floor", "floor-batched", "fastlookup-cold", "fastlookup-memory", "fastlookup-batched"}
         if importlib.util.find_spec("fastlookup.cache.redis_tier") is not None:
-            must_run |= {"fastlookup-redis", "fastlookup-redis-batched"}
+            must_run |= {"fastlookup-redis", "fastlookup-redis-batched", "fastlookup-fleet"}
     skipped = {r["name"]: r["skipped"] for r in rows if r["skipped"]}
     assert not must_run & set(skipped), skipped
 
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cold = [g for g in results["goals"] if g["contender"] == "fastlookup-cold"]
+    assert cold and all(g["value"] == g["limit"] for g in cold), cold
+
+
+@pytest.mark.slow
+def test_delay_forwarder_delays_every_reply_and_keeps_the_answer(tmp_path):
+    """Every reply through the forwarder comes at least the delay minus the spread late, with the client's ID and answer."""
+    import time
+
+    import dns.message
+    import dns.query
+
+    from fastlookup.testing.rbldnsd import Rbldnsd
+    from fastlookup.testing.udpdelay import DelayForwarder
+
+    zone = ("ip4set", "$SOA 60 ns.t. h.t. 1 60 60 60 60\n$NS 60 ns.t.\n192.0.2.7 :127.0.0.2:listed\n")
+    with Rbldnsd({"bl.test": zone}) as rbl:
+        fwd = DelayForwarder(rbl.address, delay_ms=60, spread_ms=20).start()
+        try:
+            for name, rcode in (("7.2.0.192.bl.test.", 0), ("8.2.0.192.bl.test.", 3)):
+                q = dns.message.make_query(name, "A")
+                t0 = time.monotonic()
+                r = dns.query.udp(q, fwd.address[0], port=fwd.address[1], timeout=5)
+                assert time.monotonic() - t0 >= 0.039
+                assert r.id == q.id and r.rcode() == rcode
+            # Concurrent clients with the same ID each get their own answer back.
+            import socket
+
+            socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+            try:
+                for s, name in zip(socks, ("7.2.0.192.bl.test.", "8.2.0.192.bl.test.")):
+                    q = dns.message.make_query(name, "A")
+                    q.id = 4242
+                    s.settimeout(5)
+                    s.sendto(q.to_wire(), fwd.address)
+                replies = [dns.message.from_wire(s.recv(4096)) for s in socks]
+            finally:
+                for s in socks:
+                    s.close()
+            assert [(r.id, r.rcode()) for r in replies] == [(4242, 0), (4242, 3)]
+        finally:
+            fwd.stop()

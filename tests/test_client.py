@@ -56,6 +56,8 @@ def test_client_import_time_is_reported():
             if cum.strip().isdigit():
                 cumulative[name.strip()] = int(cum)
     assert "fastlookup.client" in cumulative, out.stderr[-2000:]
+    heavy = sorted(n for n in cumulative if n.split(".")[0] in ("dns", "redis", "uvloop", "prometheus_client", "asyncio"))
+    assert heavy == []  # the client's import chain, as timed, loads none of the service's libraries
     print(f"\nimport fastlookup: {cumulative.get('fastlookup', 0)} us, fastlookup.client (msgpack included): {cumulative['fastlookup.client']} us")
 
 
@@ -146,10 +148,13 @@ def test_dead_service_check_fails_open_within_its_timeout(short_tmp, dead):
         t0 = time.monotonic()
         verdict = client.check("192.0.2.1")
         elapsed = time.monotonic() - t0
-        assert elapsed < 0.3 + 0.2
+        assert elapsed < 3.0  # generous: without the timeout a mute service holds the call forever
         assert verdict["action"] == "accept" and verdict["fail_open"] is True
         assert verdict["smtp_code"] is None and verdict["text"] == "" and verdict["score"] == 0.0
-        assert verdict["reasons"] == [] and verdict["elapsed_ms"] >= 0
+        # elapsed_ms is the call's own time: within what the caller saw, and the whole timeout when it waited.
+        assert verdict["reasons"] == [] and verdict["elapsed_ms"] <= elapsed * 1000.0 + 0.001
+        if dead is _dead_silent:
+            assert verdict["elapsed_ms"] >= 300.0
     finally:
         if keep is not None:
             keep.close()
@@ -215,7 +220,8 @@ def test_per_call_timeout_then_recovers(make_service, dns_server):
         t0 = time.monotonic()
         with pytest.raises(errors.ServiceUnavailable, match="no answer within"):
             client.a("slow.example.test", timeout=0.2)
-        assert time.monotonic() - t0 < 0.5
+        # Only the client's own timer raises this (the service would answer, at worst "timeout").
+        assert time.monotonic() - t0 < 5.0
         assert client.a("host.example.test")["records"] == ["192.0.2.1"]
 
 
@@ -246,13 +252,12 @@ def test_client_reconnects_after_the_service_restarts(fl_config, routed_upstream
     config = fl_config()
     client = Client(config.server.socket, timeout=2.0)
     with ServiceThread(config, upstream=routed_upstream()):
-        first = client.ping()["uptime_s"]
+        assert client.ping()["ok"] is True
     with pytest.raises(errors.ServiceUnavailable):
         client.ping()
     with ServiceThread(config, upstream=routed_upstream()):
         assert client.ping()["ok"] is True
         assert client.a("host.example.test")["records"] == ["192.0.2.1"]
-    assert first >= 0
     client.close()
 
 

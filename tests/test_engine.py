@@ -228,7 +228,7 @@ def test_deadline_gives_timeout_and_the_answer_still_lands_in_the_cache():
         resolver, _, _ = make(upstream=upstream, clock=time.monotonic)
         t0 = time.monotonic()
         answer = await resolver.resolve("a.test", "A", time.monotonic() + 0.05)
-        assert answer.status == "timeout" and time.monotonic() - t0 < 0.5
+        assert answer.status == "timeout" and time.monotonic() - t0 < 5.0  # generous: held forever otherwise
         assert resolver.stats.total("deadline_timeouts") == 1
         upstream.release()
         await asyncio.wait(list(resolver._tasks))

@@ -392,16 +392,15 @@ def test_puts_of_one_loop_turn_are_one_pipelined_round_trip_and_do_not_block(rs)
 
     async def main():
         t = tier(rs.url)
-        started = time.perf_counter()
         for i in range(100):
             t.put(f"A:{i}.0.0.127.bl.test", entry())
-        queued_in = time.perf_counter() - started
+        queued_in = (t.stats.total("redis_round_trips"), rs.command("DBSIZE"))  # nothing sent yet: queued
         await t.drain()
         await t.close()
         return queued_in, t.stats
 
     queued_in, stats = run(main())
-    assert queued_in < 0.05
+    assert queued_in == (0, 0)
     assert stats.total("redis_round_trips") == 1 and stats.total("redis_writes") == 100
     assert rs.command("DBSIZE") == 100
 
@@ -450,7 +449,7 @@ def test_wait_returns_the_winners_answer_as_soon_as_it_lands(rs):
     """A loser waiting on the key gets the answer the winner puts, well before wait_ms."""
 
     async def main():
-        winner, loser = tier(rs.url, wait_ms=2000), tier(rs.url, wait_ms=2000)
+        winner, loser = tier(rs.url, wait_ms=20000), tier(rs.url, wait_ms=20000)
         assert await winner.claim(KEY) and not await loser.claim(KEY)
 
         async def answer_later():
@@ -459,14 +458,14 @@ def test_wait_returns_the_winners_answer_as_soon_as_it_lands(rs):
 
         started = time.perf_counter()
         asyncio.get_running_loop().create_task(answer_later())
-        got = await loser.wait(KEY, 5.0)
+        got = await loser.wait(KEY, 30.0)
         waited = time.perf_counter() - started
         for t in (winner, loser):
             await t.close()
         return got, waited, loser.stats
 
     got, waited, stats = run(main())
-    assert got.status == "nxdomain" and waited < 0.5
+    assert got.status == "nxdomain" and waited < 5.0  # generous: giving up would take 20 s
     assert stats.total("fleet_wait_hits") == 1 and stats.total("fleet_lock_lost") == 1
 
 
@@ -474,9 +473,9 @@ def test_wait_gives_up_after_wait_ms(rs):
     """When nobody answers, wait returns None after min(timeout, wait_ms)."""
 
     async def main():
-        t = tier(rs.url, wait_ms=150)
+        t = tier(rs.url, wait_ms=1000)
         started = time.perf_counter()
-        got = await t.wait(KEY, 5.0)
+        got = await t.wait(KEY, 30.0)
         waited = time.perf_counter() - started
         quick = time.perf_counter()
         got2 = await t.wait(KEY, 0.03)
@@ -485,8 +484,8 @@ def test_wait_gives_up_after_wait_ms(rs):
         return got, waited, got2, waited2
 
     got, waited, got2, waited2 = run(main())
-    assert got is None and 0.14 <= waited < 0.4
-    assert got2 is None and waited2 < 0.2
+    assert got is None and 0.99 <= waited < 10.0  # not before wait_ms; generous: the timeout is 30 s
+    assert got2 is None and waited2 < 0.9  # the shorter timeout wins over wait_ms
 
 
 # --- faults -----------------------------------------------------------------------
@@ -516,7 +515,7 @@ def test_killed_redis_opens_the_breaker_and_calls_stay_fast(own_redis):
     assert stats.total("fleet_lock_won") == 0  # a claim Redis could not answer is no lock won
     assert all(r is None for r in results[:3])
     assert results[3::2] == [None] * 200 and results[4::2] == [True] * 200
-    assert elapsed < 0.1  # 600 calls without touching Redis
+    assert elapsed < 5.0  # generous; the counts below show no call touched Redis
     assert stats.total("redis_errors") == 3 and stats.total("redis_skipped") == 600
 
 
@@ -572,7 +571,7 @@ def test_paused_redis_does_not_slow_calls_past_timeout(own_redis):
         return slowest, outcomes, t.stats
 
     slowest, outcomes, stats = run(main())
-    assert slowest < timeout_s + margin
+    assert slowest < timeout_s + margin + 1.0  # generous: a paused Redis would hold a call forever
     assert outcomes[0::2] == [None] * 20 and outcomes[1::2] == [True] * 20
     assert stats.counters["redis_errors"][("timeout",)] >= 3 and stats.total("redis_skipped") > 0
 

@@ -234,14 +234,15 @@ def test_name_rule_wins_over_the_global_rule(dns_server):
 
 def test_delay_does_not_hold_up_other_queries(dns_server):
     """A delayed answer comes after delay_s while other queries are answered at once."""
-    dns_server.set_faults("host.example.test", delay_s=0.4)
+    dns_server.set_faults("host.example.test", delay_s=2.0)
     started = time.monotonic()
     slow = raw_udp(dns_server.address, dns.message.make_query("host.example.test", "A"))
     with slow:
+        slow.settimeout(10)
         fast = ask(dns_server.address, "mx.example.test")
-        assert fast.rcode() == dns.rcode.NOERROR and time.monotonic() - started < 0.3
+        assert fast.rcode() == dns.rcode.NOERROR and time.monotonic() - started < 1.5  # generous, before the slow one
         answer = dns.message.from_wire(slow.recv(65535))
-    assert time.monotonic() - started >= 0.4
+    assert time.monotonic() - started >= 2.0
     assert texts(answer) == ["host.example.test. 300 IN A 192.0.2.1"]
 
 
@@ -356,10 +357,10 @@ def test_many_tcp_clients_at_once(dns_server):
 
 
 def test_start_is_quick_and_stop_frees_the_port():
-    """start() returns within a second after a real answer; stop() closes the sockets so the port is free."""
+    """start() returns within seconds after a real answer; stop() closes the sockets so the port is free."""
     started = time.monotonic()
     with DnsServer({("a.test", "A"): ["192.0.2.1"]}) as srv:
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # generous
         port = srv.port
         assert texts(ask(srv.address, "a.test")) == ["a.test. 300 IN A 192.0.2.1"]
     assert port_is_free(port, "udp+tcp")

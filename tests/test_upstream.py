@@ -506,7 +506,7 @@ def test_close_ends_queries_in_flight(zone_server, loop):
         return answers, loop.time() - t0
 
     answers, elapsed = run(main(), loop)
-    assert answers == [Answer("error")] * 3 and elapsed < 0.5
+    assert answers == [Answer("error")] * 3 and elapsed < 3.0  # generous: the queries' own timeout is 5 s
     with pytest.raises(RuntimeError, match="after close"):
         run(ask(pool, "host.example.test", "A"))
 

@@ -6,8 +6,15 @@ RHSBL), either as a sync ``check(host)`` run in threads (``mode =
 "async"``). ``prepare`` starts what it needs (or returns why it cannot
 run: the runner then writes skipped rows), ``before_level``/``after_level``
 bracket one concurrency level (the cold contender restarts its service
-there), and ``finish`` stops what it started. ``cpu_seconds`` is the CPU of
-the process that answers the checks, described by ``cpu_of``.
+there), and ``finish`` stops what it started. ``pids()`` names the server
+processes the contender started itself; the runner adds them to the world's
+and counts the CPU of all of them plus the client (``cpu_s``), so CPU per
+check compares across rows.
+
+A check raises ``WrongAnswer`` when any part of its answer disagrees with
+the workload's truth, and ``Unknown`` when an answer is incomplete (a zone
+that could not answer, a lookup that timed out): those are reported in
+their own column, never as successes.
 """
 
 from __future__ import annotations
@@ -17,11 +24,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..runner import Run
 
-__all__ = ["Contender", "WrongAnswer"]
+__all__ = ["Contender", "WrongAnswer", "Unknown"]
 
 
 class WrongAnswer(Exception):
     """A check's answer disagrees with the workload's data (counted as an error)."""
+
+
+class Unknown(Exception):
+    """A check's answer is incomplete: unknown zone, timeout, temperror (its own column, a failure)."""
 
 
 class Contender:
@@ -51,6 +62,10 @@ class Contender:
     async def aworker(self) -> tuple[Any, Any]:
         raise NotImplementedError
 
+    def pids(self) -> dict[str, int]:
+        """Server processes this contender started itself (name -> pid), for the CPU count."""
+        return {}
+
     def cpu_seconds(self) -> float:
         """CPU seconds so far of the process answering the checks (see ``cpu_of``)."""
         return 0.0
@@ -58,6 +73,10 @@ class Contender:
     def resolver_cpu_seconds(self) -> float:
         """CPU seconds so far of the resolver behind the service (a fastlookup service's unbound)."""
         return 0.0
+
+    def extra_figures(self, run: "Run", concurrency: int, cell: Any) -> dict:
+        """Figures of this contender's own for its row (the fleet's queries per question)."""
+        return {}
 
     def service_stats(self) -> dict:
         """The service's ``stats`` map (fastlookup only), for tier and upstream counts."""

@@ -17,10 +17,12 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import dns.asyncresolver
+import dns.exception
 import dns.resolver
 
 from ..procs import cpu_seconds
-from .base import Contender, WrongAnswer
+from .base import Contender, Unknown
+from .verify import judge
 
 if TYPE_CHECKING:
     from ..runner import Run
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["DnspythonContender", "dnspython_check"]
 
 _NOT_LISTED = (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer)
+#: No answer in time, or SERVFAIL from every server: an incomplete check (the Unknown column).
+_INCOMPLETE = (dns.exception.Timeout, dns.resolver.NoNameservers)
 
 
 def _resolver(address: tuple[str, int], timeout_s: float) -> dns.asyncresolver.Resolver:
@@ -40,19 +44,21 @@ def _resolver(address: tuple[str, int], timeout_s: float) -> dns.asyncresolver.R
     return r
 
 
-def dnspython_check(names_r: dns.asyncresolver.Resolver, lists_r: dns.asyncresolver.Resolver, zones, rhsbl_zone):
-    """An ``async check(host)`` over two resolvers (PTR/A, and the lists)."""
+def dnspython_check(names_r: dns.asyncresolver.Resolver, lists_r: dns.asyncresolver.Resolver, workload):
+    """An ``async check(host)`` over two resolvers (PTR/A, and the lists), judged against ``workload``."""
+    zones, rhsbl_zone = workload.zones, workload.rhsbl_zone
 
-    async def listed(name: str) -> bool:
+    async def listed(name: str) -> str | None:
+        """The reply text when listed (A, then TXT as fastlookup fetches it), None when not."""
         try:
             await lists_r.resolve(name, "A")
         except _NOT_LISTED:
-            return False
+            return None
         try:
-            await lists_r.resolve(name, "TXT")  # the reply text, as fastlookup fetches it
+            answer = await lists_r.resolve(name, "TXT")
         except _NOT_LISTED:
-            pass
-        return True
+            return ""
+        return " ".join(b"".join(rd.strings).decode("utf-8", "replace") for rd in answer)
 
     async def forward(name: str, ip: str) -> bool:
         try:
@@ -63,17 +69,26 @@ def dnspython_check(names_r: dns.asyncresolver.Resolver, lists_r: dns.asyncresol
 
     async def check(host) -> None:
         try:
-            ptr = await names_r.resolve(host.reverse_name, "PTR")
-            names = [rd.target.to_text(omit_final_dot=True) for rd in ptr]
-        except _NOT_LISTED:
-            names = []
-        jobs = [forward(n, host.ip) for n in names]
-        jobs += [listed(host.rev + "." + z) for z in zones]
-        jobs.append(listed(host.domain + "." + rhsbl_zone))
-        results = await asyncio.gather(*jobs)
+            try:
+                ptr = await names_r.resolve(host.reverse_name, "PTR")
+                names = [rd.target.to_text(omit_final_dot=True) for rd in ptr]
+            except _NOT_LISTED:
+                names = []
+            jobs = [forward(n, host.ip) for n in names]
+            jobs += [listed(host.rev + "." + z) for z in zones]
+            jobs.append(listed(host.domain + "." + rhsbl_zone))
+            results = await asyncio.gather(*jobs)
+        except _INCOMPLETE as exc:
+            raise Unknown(f"{type(exc).__name__}: {exc}") from None
+        confirmed = results[: len(names)]
         dnsbl = results[len(names) : len(names) + len(zones)]
-        if any(dnsbl) != bool(host.zones):
-            raise WrongAnswer(f"dnsbl {host.ip}: listed={any(dnsbl)}, the zones list it in {host.zones}")
+        rhsbl = results[-1]
+        judge(workload, host, {
+            "ptr": tuple(sorted(n.lower() for n in names)),
+            "fcrdns": "none" if not names else "pass" if any(confirmed) else "fail",
+            "dnsbl": {z: t for z, t in zip(zones, dnsbl) if t is not None},
+            "rhsbl": {} if rhsbl is None else {rhsbl_zone: rhsbl},
+        })
 
     return check
 
@@ -86,10 +101,10 @@ class DnspythonContender(Contender):
         self.via_unbound = name == "unbound"
         if self.via_unbound:
             self.note = "dnspython async resolver (no cache of its own) through the local unbound, warmed first"
-            self.cpu_of = "the unbound process"
+            self.cpu_of = "client + every server process"
         else:
             self.note = "dnspython async resolver straight at the authoritative servers, no cache"
-            self.cpu_of = "the checking process itself (the lookups are made in-process)"
+            self.cpu_of = "client + every server process"
 
     def prepare(self, run: "Run") -> str | None:
         world = run.world
@@ -99,8 +114,8 @@ class DnspythonContender(Contender):
             self.names_at = self.lists_at = world.unbound.address
             run.warm_async(self, "unbound")
         else:
-            self.names_at = world.dns.address
-            self.lists_at = world.rbl.address
+            self.names_at = world.names_address
+            self.lists_at = world.lists_address
         return None
 
     async def aworker(self):
@@ -110,8 +125,7 @@ class DnspythonContender(Contender):
         async def close() -> None:
             pass
 
-        workload = self.run.workload
-        return dnspython_check(names_r, lists_r, workload.zones, workload.rhsbl_zone), close
+        return dnspython_check(names_r, lists_r, self.run.workload), close
 
     def cpu_seconds(self) -> float:
         if self.via_unbound:

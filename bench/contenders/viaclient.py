@@ -2,11 +2,15 @@
 
 One client per thread (one MTA process, one connection). A check is four
 calls -- ``ptr``, ``fcrdns``, ``dnsbl``, ``rhsbl`` with the service's
-default zones -- or, batched, one ``batch`` call holding the four. The
-answer is compared with the workload (listed or not) so a fast wrong answer
-counts as an error, not a win.
+default zones -- or, batched, one ``batch`` call holding the four. Every
+part of the answer (PTR names, FCrDNS result, the zones listing the IP and
+the domain with their reply text) is compared with the workload
+(``verify.judge``): a fast wrong answer counts as an error, a fail-open one
+(a zone in ``unknown``, a timeout) as an unknown, never as a success.
 
 * ``floor``: the bare echo server (``bench.floor``) -- the limit.
+* ``floor-batched``: the same server, one ``batch`` per check: the limit
+  the batched rows are compared with.
 * ``fastlookup-cold``: a fresh service in front of a fresh unbound, for
   every concurrency level: empty caches, the first seconds after a start.
 * ``fastlookup-memory``: a service that answered every host once before
@@ -14,7 +18,10 @@ counts as an error, not a win.
 * ``fastlookup-batched``: the same warm service, one ``batch`` per check.
 * ``fastlookup-redis``: a fleet neighbour (the warm service, with Redis)
   filled Redis; the measured service starts empty and keeps at most 16
-  entries in memory (the config minimum), so its lookups are Redis hits.
+  entries in memory (the config minimum). Only checks whose answers came
+  from the Redis tier are counted (the PTR answer's ``from`` says which tier
+  answered; a check answered from those 16 memory entries is *excluded*,
+  and the row says how many), so the row measures Redis hits only.
 * ``fastlookup-redis-batched``: the same set-up (a service of its own), one
   ``batch`` per check: what a batching hook gets from the Redis tier.
 """
@@ -24,8 +31,10 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from ..load import EXCLUDE
 from ..services import FastlookupService
 from .base import Contender, WrongAnswer
+from .verify import judge, service_facts
 
 if TYPE_CHECKING:
     from ..runner import Run
@@ -39,19 +48,19 @@ def client_missing() -> str | None:
     return None
 
 
-def _check_listing(host, dnsbl: Any) -> None:
-    if dnsbl["unknown"]:
-        return  # a zone could not answer in time (fail open): not a wrong answer
-    if bool(dnsbl["listed"]) != bool(host.zones):
-        raise WrongAnswer(f"dnsbl {host.ip}: listed={dnsbl['listed']}, the zones list it in {host.zones}")
+def make_check(client: Any, batched: bool, workload, *, redis_only: bool = False):
+    """The check function of one thread's client; ``redis_only`` excludes checks not answered by Redis."""
 
+    def finish(host, ptr, fcrdns, dnsbl, rhsbl):
+        judge(workload, host, service_facts(ptr, fcrdns, dnsbl, rhsbl))
+        if redis_only and ptr.get("from") != "redis":
+            return EXCLUDE
+        return None
 
-def make_check(client: Any, batched: bool):
-    """The check function of one thread's client."""
     if batched:
         batch = client.batch
 
-        def check(host) -> None:
+        def check(host):
             results = batch(
                 [
                     ("ptr", {"ip": host.ip}),
@@ -64,16 +73,13 @@ def make_check(client: Any, batched: bool):
             for error, _ in results:
                 if error is not None:
                     raise WrongAnswer(f"batch call failed: {error}")
-            _check_listing(host, results[2][1])
+            return finish(host, *(r for _, r in results))
 
         return check
     ptr, fcrdns, dnsbl, rhsbl = client.ptr, client.fcrdns, client.dnsbl, client.rhsbl
 
-    def check(host) -> None:
-        ptr(host.ip)
-        fcrdns(host.ip)
-        _check_listing(host, dnsbl(host.ip))
-        rhsbl(host.domain)
+    def check(host):
+        return finish(host, ptr(host.ip), fcrdns(host.ip), dnsbl(host.ip), rhsbl(host.domain))
 
     return check
 
@@ -82,9 +88,12 @@ class _ViaClient(Contender):
     mode = "threads"
     batched = False
 
+    redis_only = False
+
     def __init__(self) -> None:
         self.socket = ""
         self.timeout_s = 3.0
+        self.workload = None
 
     def worker(self):
         from fastlookup.client import Client
@@ -92,13 +101,20 @@ class _ViaClient(Contender):
         client = Client(self.socket, timeout=self.timeout_s)
         client.ping()  # connect before the clock starts
         close = getattr(client, "close", lambda: None)
-        return make_check(client, self.batched), close
+        return make_check(client, self.batched, self.workload, redis_only=self.redis_only), close
 
 
 class FloorContender(_ViaClient):
     name = "floor"
     note = "bare uvloop msgpack echo server answering from a dict, same sync client: the limit"
     cpu_of = "the floor server process"
+
+    def __init__(self, batched: bool = False) -> None:
+        super().__init__()
+        self.batched = batched
+        if batched:
+            self.name = "floor-batched"
+            self.note = "the floor server, one batch call per check: the limit of the batched rows"
 
     def prepare(self, run: "Run") -> str | None:
         reason = client_missing()
@@ -107,6 +123,7 @@ class FloorContender(_ViaClient):
         self.floor = run.floor()
         self.socket = self.floor.socket
         self.timeout_s = run.client_timeout_s
+        self.workload = run.workload
         return None
 
     def cpu_seconds(self) -> float:
@@ -121,14 +138,16 @@ class FastlookupContender(_ViaClient):
         self.name = f"fastlookup-{kind}"
         self.batched = kind in ("batched", "redis-batched")
         self.kind = "redis" if kind == "redis-batched" else kind
+        self.redis_only = self.kind == "redis"
         self.service: FastlookupService | None = None
         self._own_unbound = None
         self.note = {
             "cold": "fresh service and fresh unbound per concurrency level: empty caches",
             "memory": "warm memory (every host asked once before), one call per lookup",
             "batched": "warm memory, one batch call per check",
-            "redis": "memory empty and capped at 16 entries, Redis filled by a neighbour service",
-            "redis-batched": "memory capped at 16 entries, Redis filled by a neighbour service, one batch call per check",
+            "redis": "memory capped at 16 entries, Redis filled by a neighbour service; only checks answered "
+            "by the Redis tier counted (the others are 'excluded')",
+            "redis-batched": "as fastlookup-redis, one batch call per check; only Redis-tier answers counted",
         }[kind]
 
     def prepare(self, run: "Run") -> str | None:
@@ -136,6 +155,7 @@ class FastlookupContender(_ViaClient):
         if reason:
             return reason
         self.timeout_s = run.client_timeout_s
+        self.workload = run.workload
         self._run = run
         if self.kind in ("memory", "batched"):
             self.service = run.warm_service()
@@ -177,6 +197,11 @@ class FastlookupContender(_ViaClient):
         if self._own_unbound is not None:
             run.world.drop_unbound(self._own_unbound)
             self._own_unbound = None
+
+    def pids(self) -> dict[str, int]:
+        if self.kind in ("cold", "redis") and self.service is not None and self.service.child is not None:
+            return {self.service.name: self.service.pid}  # its own unbound is one of the world's
+        return {}
 
     def cpu_seconds(self) -> float:
         return self.service.cpu_seconds() if self.service else 0.0
