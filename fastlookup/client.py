@@ -160,12 +160,19 @@ class Client:
         policy: str | None = None,
         *,
         timeout: float | None = None,
+        authenticated: bool = False,
     ) -> dict:
-        """The Verdict for a connecting client; fails open (see the module docstring)."""
+        """The Verdict for a connecting client; fails open (see the module docstring).
+
+        ``authenticated``: a SASL-authenticated submission, accepted without lookups
+        unless the policy sets ``authenticated = "check"``.
+        """
         args: dict = {"ip": ip}
         for key, value in (("helo", helo), ("sender", sender), ("recipient", recipient), ("policy", policy)):
             if value is not None:
                 args[key] = value
+        if authenticated:
+            args["authenticated"] = True
         started = time.perf_counter()
         try:
             return self.call("check", args, timeout=timeout)

@@ -158,6 +158,11 @@ class ZoneConfig:
         default=None,
         metadata={"doc_default": "none: asked by DNS", "doc_bound": "`TYPE:PATH[,PATH...]` or `axfr:HOST[:PORT]`"},
     )
+    # The name replies show instead of the query zone (postscreen_dnsbl_reply_map): a DQS
+    # zone's key never reaches a sender; built-in DQS profiles default to the public zone.
+    reply_name: str | None = None
+    # "ignore": log-only (postscreen's dnsbl action): hits are logged and counted, never decide.
+    action: str | None = field(default=None, metadata=_choice("enforce", "ignore"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +179,20 @@ class PolicyConfig:
     threshold: float = field(default=1.0, metadata=_range(-1000, 1000))
     on_listed: str = field(default="reject", metadata=_choice("reject", "defer", "tag"))
     reject_code: int = field(default=554, metadata=_range(500, 599))
-    defer_code: int = field(default=451, metadata=_range(400, 499))
-    reject_text: str = "$ip listed on $zone"
+    defer_code: int = field(default=450, metadata=_range(400, 499))
+    # Texts carry no "Client host rejected:" prefix: Postfix adds its own (see docs/postfix.md).
+    reject_text: str = "Service unavailable; $class [$what] blocked using $zone${txt?; $txt}"
     block_text: str = "Access denied for $ip"
-    ptr_text: str = "Client host rejected: cannot find your reverse hostname, [$ip]"
-    fcrdns_text: str = "Client host rejected: cannot find your hostname, [$ip]"
-    sender_text: str = "Sender address rejected: Domain not found"
+    ptr_text: str = "cannot find your reverse hostname, [$ip]"
+    fcrdns_text: str = "cannot find your hostname, [$ip]"
+    sender_text: str = "Domain not found"
+    # A PTR/FCrDNS lookup that fails (SERVFAIL, timeout) where require_* is defer/reject:
+    # "defer" answers 450 as Postfix does, "accept" fails open, "auto" defers only while
+    # upstream answers other questions (the client's DNS is broken, not ours).
+    tempfail: str = field(default="auto", metadata=_choice("auto", "defer", "accept"))
+    # Authenticated submissions (SASL): "accept" without lookups (end-user IPs are on
+    # PBL-style lists by design), or "check" them like any client.
+    authenticated: str = field(default="accept", metadata=_choice("accept", "check"))
 
 
 @dataclass(frozen=True, slots=True)

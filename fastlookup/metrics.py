@@ -92,6 +92,7 @@ HELP: dict[str, str] = {
     "fleet_polls": "Reads of every key waited on (one MGET per poll interval while waiting).",
     "front_cut_off": "Front-end (Postfix policy, socketmap, Exim) connections cut off, by front.",
     "verdicts": "Policy verdicts, by action (accept, reject, defer).",
+    "ignored_hits": "Listings by log-only zones (action = \"ignore\"): logged and counted, never deciding, by zone.",
     "zone_disabled": "1 while list health has taken a zone out of use (it answers wrongly), else 0.",
     "health_probes": "RFC 5782 list health probe rounds, by zone and result.",
 }

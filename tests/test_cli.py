@@ -54,7 +54,7 @@ def test_check_defer_exits_2(make_service):
     """A defer verdict exits 2."""
     svc = make_service(policy={"default": {"dnsbl": ["bl.test"], "allow": [], "on_listed": "defer"}})
     result = run("check", "192.0.2.99", "--socket", svc.socket)
-    assert result.exit_code == 2 and "DEFER 451" in result.output
+    assert result.exit_code == 2 and "DEFER 450" in result.output  # Postfix's defer_code
 
 
 def test_unreachable_service_exits_3(short_tmp):

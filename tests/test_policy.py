@@ -73,6 +73,7 @@ def listed(zone: str, code: str = "127.0.0.2", txt: str | None = None, item: str
         ({"ip": "not-an-ip"}, InvalidArgument, "not an IPv4 or IPv6 address"),
         ({"ip": IP, "policy": "nope"}, InvalidArgument, "'nope' is not a configured policy"),
         ({"ip": IP, "helo": 5}, BadRequest, "'helo' must be a string"),
+        ({"ip": IP, "authenticated": 1}, BadRequest, "'authenticated' must be a boolean or a string"),
         ({"ip": IP, "sender": ["a"]}, BadRequest, "'sender' must be a string"),
     ],
 )
@@ -82,9 +83,9 @@ def test_bad_arguments_are_refused(args, error, match):
         make_engine().prepare(args)
 
 
-@pytest.mark.parametrize("helo", ["[192.0.2.1]", "my host", "a..b", "192.0.2.1", "localhost", "x" * 300, ""])
+@pytest.mark.parametrize("helo", ["[192.0.2.1]", "my host", "a..b", "192.0.2.1", "x" * 300, ""])
 def test_malformed_helo_is_not_an_error_just_not_looked_up(helo):
-    """A HELO that is not a dotted domain name is accepted as input but never queried."""
+    """A HELO that is not a domain name is accepted as input but never queried."""
     engine = make_engine({"rhsbl": ["dbl.example"]}, rhsbl={"dbl.example": {"targets": ["helo"]}})
     asked: list = []
     verdict = engine.prepare({"ip": IP, "helo": helo})(table_get({}, asked))
@@ -145,7 +146,7 @@ PTR_TIMEOUT = {(PTR, "PTR"): TIMEOUT}
     [
         ("off", NO_PTR, "accept", None, False),
         ("reject", NO_PTR, "reject", 554, False),
-        ("defer", NO_PTR, "defer", 451, False),
+        ("defer", NO_PTR, "defer", 450, False),
         ("tag", NO_PTR, "accept", None, False),
         ("reject", FCRDNS_FAIL, "accept", None, False),  # a PTR exists: that is all require_ptr asks
         ("reject", PTR_TIMEOUT, "accept", None, True),
@@ -158,7 +159,7 @@ def test_require_ptr(mode, table, action, code, fail_open):
     if mode == "tag":
         assert verdict.get("tag") is True and verdict["reasons"][0]["check"] == "ptr"
     if action != "accept":
-        assert verdict["text"] == f"Client host rejected: cannot find your reverse hostname, [{IP}]"
+        assert verdict["text"] == f"cannot find your reverse hostname, [{IP}]"  # Postfix adds "Client host rejected:"
 
 
 @pytest.mark.parametrize(
@@ -168,16 +169,80 @@ def test_require_ptr(mode, table, action, code, fail_open):
         (FCRDNS_FAIL, "defer", False, "PTR name does not resolve back"),
         (NO_PTR, "defer", False, "no PTR record"),
         (PTR_TIMEOUT, "accept", True, None),
-        ({(PTR, "PTR"): ok("host.example.com"), ("host.example.com", "A"): TIMEOUT}, "accept", True, None),
     ],
 )
 def test_require_fcrdns(table, action, fail_open, detail):
-    """require_fcrdns wants a PTR name that resolves back to the IP; lookup failures fail open."""
+    """require_fcrdns wants a PTR name that resolves back to the IP; lookup failures with nothing else answered fail open."""
     verdict = check(make_engine({"require_fcrdns": "defer"}), table)
     assert (verdict["action"], verdict["fail_open"]) == (action, fail_open)
     if detail:
         assert verdict["reasons"][0] == {"check": "fcrdns", "zone": None, "detail": detail}
-        assert verdict["text"] == f"Client host rejected: cannot find your hostname, [{IP}]"
+        assert verdict["text"] == f"cannot find your hostname, [{IP}]"
+
+
+# --- temporary failures: the client's DNS, or ours (tempfail) --------------------------------
+
+SERVFAIL = Answer("servfail")
+MEMORY_NX = Answer("nxdomain", (), 300, "memory")  # a cache hit proves nothing about upstream now
+
+
+@pytest.mark.parametrize(
+    "tempfail, check_key, mode, other, age_s, action, code, detail",
+    [
+        # auto: another question answered by upstream (in this call, or within the minute) -> 450
+        ("auto", "require_ptr", "defer", NX, 0, "defer", 450,
+         "temporary failure: servfail; upstream answers other questions: the client's DNS fails"),
+        ("auto", "require_ptr", "reject", NX, 0, "defer", 450, None),  # a temporary failure never gives 5xx
+        ("auto", "require_fcrdns", "reject", NX, 0, "defer", 450, None),
+        ("auto", "require_ptr", "defer", None, 59, "defer", 450, None),  # answered 59 s ago, by an earlier call
+        ("auto", "require_ptr", "defer", None, 61, "accept", None,
+         "skipped: servfail (upstream not answering: our outage, failed open)"),
+        ("auto", "require_ptr", "defer", MEMORY_NX, None, "accept", None, None),  # only cache hits: unknown health
+        ("auto", "require_ptr", "defer", SERVFAIL, None, "accept", None, None),  # everything fails: our outage
+        ("auto", "require_ptr", "tag", NX, 0, "accept", None, "skipped: servfail"),  # tag never defers
+        ("defer", "require_ptr", "defer", MEMORY_NX, None, "defer", 450, "temporary failure: servfail; tempfail=defer"),
+        ("accept", "require_ptr", "reject", NX, 0, "accept", None, "skipped: servfail (tempfail=accept)"),
+    ],
+)
+def test_tempfail_tells_the_clients_dns_from_ours(tempfail, check_key, mode, other, age_s, action, code, detail):
+    """A failing PTR defers (450) while upstream answers other questions, fails open when it answers nothing."""
+    clock = FakeClock()
+    engine = make_engine({tempfail and "tempfail": tempfail, check_key: mode, "dnsbl": ["bl.example"]}, clock=clock)
+    if age_s is not None and other is None:  # an earlier call saw upstream answer, age_s seconds ago
+        check(engine, {(PTR, "PTR"): ok("host.example.com"), ("host.example.com", "A"): ok(IP)})
+        clock.now += age_s
+    table = {(PTR, "PTR"): SERVFAIL, (f"{REV}.bl.example", "A"): other or MEMORY_NX}
+    verdict = check(engine, table)
+    assert (verdict["action"], verdict["smtp_code"]) == (action, code)
+    assert verdict["fail_open"] is (action == "accept")
+    if detail:
+        assert detail in [r["detail"] for r in verdict["reasons"]]
+    if action == "defer":
+        texts = {"require_ptr": f"cannot find your reverse hostname, [{IP}]", "require_fcrdns": f"cannot find your hostname, [{IP}]"}
+        assert verdict["text"] == texts[check_key]
+
+
+# --- authenticated submissions -------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "authenticated, setting, action, asked_any",
+    [
+        (True, "accept", "accept", False),
+        ("alice", "accept", "accept", False),  # a SASL user name counts as authenticated
+        ("", "accept", "reject", True),
+        (False, "accept", "reject", True),
+        (True, "check", "reject", True),
+    ],
+)
+def test_authenticated_submissions_skip_lookups(authenticated, setting, action, asked_any):
+    """An authenticated call is accepted without any lookup unless the policy says authenticated = "check"."""
+    engine = make_engine({"dnsbl": ["bl.example"], "authenticated": setting})
+    asked: list = []
+    verdict = engine.prepare({"ip": IP, "authenticated": authenticated})(table_get(listed("bl.example"), asked))
+    assert verdict["action"] == action
+    assert bool(asked) is asked_any
+    if not asked_any:
+        assert verdict["reasons"] == [{"check": "authenticated", "zone": None, "detail": "no lookups"}]
 
 
 # --- sender domain -----------------------------------------------------------------
@@ -207,7 +272,7 @@ def test_sender_domain_exists(table, sender, action, fail_open):
     assert (verdict["action"], verdict["fail_open"]) == (action, fail_open)
     if action == "reject":
         assert verdict["smtp_code"] == 550
-        assert verdict["text"] == "Sender address rejected: Domain not found"
+        assert verdict["text"] == "Domain not found"  # Postfix adds "Sender address rejected:"
         assert verdict["reasons"][0]["check"] == "sender_domain"
 
 
@@ -217,21 +282,88 @@ def test_sender_domain_exists(table, sender, action, fail_open):
 @pytest.mark.parametrize(
     "zone_conf, policy, txt, text",
     [
-        ({}, {}, "see https://example.net/q?192.0.2.1", "192.0.2.1 listed on bl.example"),
+        ({}, {}, "see https://example.net/q?192.0.2.1",
+         "Service unavailable; Client host [192.0.2.1] blocked using bl.example; see https://example.net/q?192.0.2.1"),
+        ({}, {}, None, "Service unavailable; Client host [192.0.2.1] blocked using bl.example"),
+        ({"message": "See https://bl.example/$ip"}, {}, None,
+         "Service unavailable; Client host [192.0.2.1] blocked using bl.example; See https://bl.example/192.0.2.1"),
+        ({"message": "See https://bl.example/$ip"}, {}, "the list's own", 
+         "Service unavailable; Client host [192.0.2.1] blocked using bl.example; the list's own"),
+        ({"reply_name": "Example BL"}, {}, None, "Service unavailable; Client host [192.0.2.1] blocked using Example BL"),
+        ({}, {"reject_text": "$rbl_class [$rbl_what] on $rbl_domain${rbl_reason?: $rbl_reason}${txt:, no reason}"}, None,
+         "Client host [192.0.2.1] on bl.example, no reason"),
         ({}, {"reject_text": "Blocked: $ip on $zone ($code): $txt"}, "spam source",
          "Blocked: 192.0.2.1 on bl.example (127.0.0.2): spam source"),
         ({}, {"reject_text": "Blocked: $ip on $zone: $txt"}, None, "Blocked: 192.0.2.1 on bl.example"),
         ({"message": "Go away $ip ($zone said: $txt) helo=$helo from=$sender $unknown"}, {}, "bad",
          "Go away 192.0.2.1 (bl.example said: bad) helo=mx.example from=a@b.example $unknown"),
-        ({"message": "$txt"}, {}, None, "192.0.2.1 listed on bl.example"),  # never an empty text
+        ({"message": "$txt"}, {}, None, "Service unavailable; Client host [192.0.2.1] blocked using bl.example"),  # never empty
     ],
 )
 def test_listing_texts_are_templated(zone_conf, policy, txt, text):
-    """Texts come from the zone's message, else reject_text, else "$ip listed on $zone"."""
+    """Listing texts are Postfix's default_rbl_reply with the TXT, else the zone's message; templates and conditionals."""
     engine = make_engine({"dnsbl": ["bl.example"], **policy}, dnsbl={"bl.example": zone_conf})
     verdict = check(engine, listed("bl.example", txt=txt), helo="mx.example", sender="<a@b.example>")
     assert (verdict["action"], verdict["smtp_code"], verdict["text"]) == ("reject", 554, text)
     assert "No error text available" not in verdict["text"]
+
+
+@pytest.mark.parametrize(
+    "targets, args, domain, text",
+    [
+        (["helo"], {"helo": "x.badhelo.example"}, "x.badhelo.example",
+         "Service unavailable; Helo command [x.badhelo.example] blocked using dbl.example; Domain listed"),
+        (["sender"], {"sender": "<bob@spammer.example>"}, "spammer.example",
+         "Service unavailable; Sender address [bob@spammer.example] blocked using dbl.example; Domain listed"),
+        (["sender"], {"sender": "someone@test"}, "test",  # RFC 5782's single-label RHSBL test point
+         "Service unavailable; Sender address [someone@test] blocked using dbl.example; Domain listed"),
+        (["recipient"], {"recipient": "<u@spammer.example>"}, "spammer.example",
+         "Service unavailable; Recipient address [u@spammer.example] blocked using dbl.example; Domain listed"),
+        (["helo"], {"helo": "localhost"}, "localhost",
+         "Service unavailable; Helo command [localhost] blocked using dbl.example; Domain listed"),
+    ],
+)
+def test_rhsbl_texts_name_what_was_listed(targets, args, domain, text):
+    """An RHSBL hit's text names the HELO/sender/recipient that was listed, as Postfix does, never the IP."""
+    engine = make_engine({"rhsbl": ["dbl.example"]}, rhsbl={"dbl.example": {"targets": targets}})
+    verdict = check(engine, listed("dbl.example", "127.0.1.2", "Domain listed", item=domain), **args)
+    assert (verdict["action"], verdict["text"]) == ("reject", text)
+
+
+def test_rhsbl_client_names_the_client_host():
+    """A listed client host name (FCrDNS-verified) is named as Postfix's reject_rhsbl_client does."""
+    engine = make_engine({"rhsbl": ["dbl.example"]}, rhsbl={"dbl.example": {"targets": ["client"]}})
+    table = {(PTR, "PTR"): ok("mx.spammer.example"), ("mx.spammer.example", "A"): ok(IP),
+             **listed("dbl.example", "127.0.1.2", "see it", item="mx.spammer.example")}
+    verdict = check(engine, table)
+    assert verdict["text"] == "Service unavailable; Client host [mx.spammer.example] blocked using dbl.example; see it"
+
+
+@pytest.mark.parametrize(
+    "zone_conf, shown",
+    [({}, "zen.spamhaus.org"), ({"reply_name": "Spamhaus ZEN"}, "Spamhaus ZEN")],
+)
+def test_dqs_zone_shows_its_public_name(zone_conf, shown):
+    """A DQS zone's key never reaches a reply: texts show the public zone, or reply_name."""
+    zone = "k3yk3yk3y.zen.dq.spamhaus.net"
+    engine = make_engine({"dnsbl": [zone]}, dnsbl={zone: zone_conf})
+    verdict = check(engine, listed(zone, txt="https://check.spamhaus.org/"))
+    assert verdict["text"] == f"Service unavailable; Client host [{IP}] blocked using {shown}; https://check.spamhaus.org/"
+
+
+def test_ignored_zone_is_logged_and_counted_but_never_decides(caplog):
+    """A zone with action = "ignore" is asked; its hit is a reason, counted and logged, and the client accepted."""
+    engine = make_engine({"dnsbl": ["new.example", "bl.example"], "rhsbl": ["dbl.example"]},
+                         dnsbl={"new.example": {"action": "ignore"}},
+                         rhsbl={"dbl.example": {"action": "ignore", "targets": ["helo"]}})
+    caplog.set_level(logging.INFO, logger="fastlookup.verdict")
+    verdict = check(engine, {**listed("new.example"), **listed("dbl.example", item="h.example")}, helo="h.example")
+    assert (verdict["action"], verdict["score"]) == ("accept", 0.0)
+    assert [(r["check"], r["zone"]) for r in verdict["reasons"]] == [("ignored", "new.example"), ("ignored", "dbl.example")]
+    assert engine.stats.counters["ignored_hits"] == {("new.example",): 1, ("dbl.example",): 1}
+    assert "ignored:new.example" in caplog.text
+    verdict = check(engine, {**listed("new.example"), **listed("bl.example")})
+    assert verdict["reasons"][0]["check"] == "dnsbl" and verdict["action"] == "reject"  # the enforced list decides
 
 
 def test_outside_values_are_sanitised_in_texts():
@@ -248,7 +380,7 @@ def test_outside_values_are_sanitised_in_texts():
 
 @pytest.mark.parametrize(
     "on_listed, action, code, tag",
-    [("reject", "reject", 554, False), ("defer", "defer", 451, False), ("tag", "accept", None, True)],
+    [("reject", "reject", 554, False), ("defer", "defer", 450, False), ("tag", "accept", None, True)],
 )
 def test_listing_action(on_listed, action, code, tag):
     """on_listed picks reject (5xx), defer (4xx) or tag (accept with reasons)."""
@@ -403,7 +535,7 @@ def test_most_severe_outcome_wins_and_leads_the_reasons():
     engine = make_engine({"require_ptr": "defer", "sender_domain_exists": "tag", "dnsbl": ["bl.example"]})
     verdict = check(engine, listed("bl.example"), sender=f"a@{D}")
     assert [r["check"] for r in verdict["reasons"]] == ["dnsbl", "ptr", "sender_domain"]
-    assert (verdict["action"], verdict["text"]) == ("reject", f"{IP} listed on bl.example")
+    assert (verdict["action"], verdict["text"]) == ("reject", f"Service unavailable; Client host [{IP}] blocked using bl.example")
     verdict = check(make_engine({"require_ptr": "defer", "sender_domain_exists": "tag"}), {}, sender=f"a@{D}")
     assert (verdict["action"], verdict["reasons"][0]["check"]) == ("defer", "ptr")
 
@@ -418,7 +550,7 @@ def test_access_key_never_shown_in_text_reasons_or_log(caplog):
     engine = make_engine({"dnsbl": [zone], "reject_text": "$ip on $zone: $txt"})
     caplog.set_level(logging.INFO, logger="fastlookup.verdict")
     verdict = check(engine, listed(zone, txt="https://check.spamhaus.org/"))
-    assert verdict["text"] == f"{IP} on ***.zen.dq.spamhaus.net: https://check.spamhaus.org/"
+    assert verdict["text"] == f"{IP} on zen.spamhaus.org: https://check.spamhaus.org/"  # the public zone
     assert key not in repr(verdict) and key not in caplog.text
     assert "***.zen.dq.spamhaus.net" in caplog.text
 
@@ -526,7 +658,8 @@ def test_deadline_passes_and_the_check_fails_open():
     engine = make_engine({"dnsbl": ["a.example"], "deadline_s": 0.05, "require_ptr": "reject"})
     verdict = run_check(engine, upstream, {"ip": IP})
     assert (verdict["action"], verdict["fail_open"]) == ("accept", True)
-    assert {r["detail"] for r in verdict["reasons"]} == {"skipped: timeout"}
+    assert {r["detail"] for r in verdict["reasons"]} == {
+        "skipped: timeout", "skipped: timeout (upstream not answering: our outage, failed open)"}
 
 
 def test_lookup_driver_get_is_used_as_is():

@@ -195,7 +195,7 @@ PREFIX = "<user@example.test>: Recipient address rejected: "
         ("192.0.2.99", "a@sender.example", 554,
          "5.7.1 " + PREFIX + "Service unavailable; client [192.0.2.99] blocked using bl.test: Listed: see https://bl.test/192.0.2.99"),
         ("192.0.2.1", "a@sender.example", 250, "2.0.0 Ok: queued as "),
-        ("192.0.2.7", "a@sender.example", 451, "4.7.25 " + PREFIX + "Client host rejected: cannot find your reverse hostname, [192.0.2.7]"),
+        ("192.0.2.7", "a@sender.example", 450, "4.7.1 " + PREFIX + "cannot find your reverse hostname, [192.0.2.7]"),
         ("192.0.2.1", "spammer@spam.example", 554,
          "5.7.1 " + PREFIX + "Sender address <spammer@spam.example> rejected: listed on dbl.test (Spam domain)"),
     ],

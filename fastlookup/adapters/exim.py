@@ -2,16 +2,18 @@
 
 Request: ``key=value`` pairs separated by spaces, ended by a newline (or by
 Exim half-closing the socket). Keys: ``ip`` (required), ``helo``,
-``sender``, ``recipient``, ``policy``; others are ignored. A value may be
+``sender``, ``recipient``, ``policy``, ``authenticated`` (Exim's
+``$authenticated_id``: non-empty means a SASL-authenticated submission);
+others are ignored. A value may be
 written as Exim's ``${quote:...}`` writes it: in double quotes with ``\\"``,
 ``\\\\``, ``\\n`` and ``\\r`` escapes.
 
 Answer, one line, then the connection is closed::
 
     accept
-    tag <header value>                     e.g. tag score=1.0; 192.0.2.1 listed on bl.example; dnsbl ...
-    reject <code> <status> <text>          e.g. reject 554 5.7.1 192.0.2.1 listed on bl.example
-    defer <code> <status> <text>           e.g. defer 451 4.7.25 Client host rejected: ...
+    tag <header value>                     e.g. tag score=1.0; Service unavailable; ...; dnsbl ...
+    reject <code> <status> <text>          e.g. reject 554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using bl.example
+    defer <code> <status> <text>           e.g. defer 450 4.7.1 cannot find your reverse hostname, [192.0.2.1]
 
 Exim uses a ``message`` that starts with an SMTP code of the right class as
 the reply code, so the ACL passes ``<code> <status> <text>`` on as is. Any
@@ -29,7 +31,7 @@ from .replies import smtp_reply, tag_header
 __all__ = ["serve", "EximConnection", "parse_line", "answer_for", "MAX_LINE"]
 
 MAX_LINE = 4096
-_KEYS = ("ip", "helo", "sender", "recipient", "policy")
+_KEYS = ("ip", "helo", "sender", "recipient", "policy", "authenticated")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -115,6 +117,8 @@ class EximConnection(FrontConnection):
         if not args.get("ip"):
             return b"accept\n"  # local submission: nothing to check
         args = {k: v for k, v in args.items() if v}
+        if "authenticated" in args:
+            args["authenticated"] = True  # ${quote:$authenticated_id}: the name is not the service's business
         return answer_for(await self.service.call("check", args))
 
     def fallback(self, request: Any) -> bytes:

@@ -6,6 +6,7 @@ line; one connection carries many requests. Attributes used::
 
     client_address  -> ip         helo_name -> helo      sender -> sender
     recipient       -> recipient  policy_context -> policy (when it names one)
+    sasl_username   -> authenticated (a SASL-authenticated submission)
     protocol_state, instance      (PREPEND once per message)
     client_name, reverse_client_name  (logged only: Postfix reports "unknown"
                                        for a temporary failure too, so the
@@ -14,7 +15,10 @@ line; one connection carries many requests. Attributes used::
 Every other attribute is ignored. Answers::
 
     reject  -> action=554 5.7.1 <text>        (the verdict's code and text)
-    defer   -> action=451 4.7.1 <text>
+    defer   -> action=450 4.7.1 <text>
+
+Texts carry no "Client host rejected:" or "Recipient address rejected:": Postfix
+puts its own prefix before a policy's text, by the restriction list it sits in.
     tag     -> action=PREPEND X-Fastlookup: score=...; <text>; <reasons>
     accept  -> action=DUNNO
 
@@ -50,7 +54,7 @@ DUNNO = b"action=DUNNO\n\n"
 _WANTED = frozenset(
     {
         "request", "protocol_state", "client_address", "client_name", "reverse_client_name",
-        "helo_name", "sender", "recipient", "instance", "policy_context", "queue_id",
+        "helo_name", "sender", "recipient", "instance", "policy_context", "queue_id", "sasl_username",
     }
 )
 _TAGGED_MEMORY = 64  # messages remembered per connection for "PREPEND once"
@@ -135,6 +139,8 @@ class PolicyConnection(FrontConnection):
             value = attrs.get(attr)
             if value:
                 args[key] = value
+        if attrs.get("sasl_username", "").strip():
+            args["authenticated"] = True  # the name itself is not the service's business
         verdict = await self.service.call("check", args)
         action = action_for(verdict)
         if action.startswith("PREPEND"):

@@ -3,7 +3,8 @@
 The enhanced status code follows the reason that decided (``reasons[0]``):
 
 * DNSBL/RHSBL listings and block networks: ``x.7.1`` (delivery not authorized);
-* missing PTR or FCrDNS: ``x.7.25`` (RFC 7372 §3, reverse DNS validation failed);
+* no PTR: ``x.7.1``, as Postfix's ``reject_unknown_reverse_client_hostname``; FCrDNS failed:
+  ``x.7.25`` (RFC 7372 §3, as ``reject_unknown_client_hostname``);
 * a sender domain that does not exist: ``x.1.8`` (RFC 3463, bad sender's system
   address); one with a null MX: ``x.7.27`` (RFC 7505 §4.2).
 
@@ -22,7 +23,7 @@ HEADER = "X-Fastlookup"
 DEFAULT_TEXT = "Access denied"
 HEADER_MAX = 900  # RFC 5322 §2.1.1: a line is at most 998 characters
 
-_DETAIL = {"dnsbl": "7.1", "rhsbl": "7.1", "block": "7.1", "ptr": "7.25", "fcrdns": "7.25", "sender_domain": "1.8"}
+_DETAIL = {"dnsbl": "7.1", "rhsbl": "7.1", "block": "7.1", "ptr": "7.1", "fcrdns": "7.25", "sender_domain": "1.8"}
 
 
 def _first_reason(verdict: Mapping[str, Any]) -> Mapping[str, Any]:

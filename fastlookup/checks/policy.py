@@ -20,7 +20,16 @@ the spirit of Postfix's ``reject_rbl_client``/postscreen:
 * Anything that could not be checked (timeout, SERVFAIL, a list's error
   code, a zone disabled by health probes) is skipped: it never rejects, the
   verdict says ``fail_open: true``, the ``fail_open`` counter counts it and
-  one warning per zone and reason is logged per ``note_interval_s``.
+  one warning per zone and reason is logged per ``note_interval_s``. The one
+  exception is ``tempfail`` (see ``tempfail.py``): a PTR/FCrDNS lookup that
+  fails while upstream answers other questions defers with 450, as Postfix.
+* Texts follow Postfix's: ``default_rbl_reply`` for listings (``$class
+  [$what] blocked using $zone; $txt``), ``cannot find your reverse hostname,
+  [$ip]`` for rDNS, with no "Client host rejected:" prefix (Postfix adds it).
+* Zones with ``action = "ignore"`` are asked and their hits logged and
+  counted (``ignored_hits``), but never decide nor add to the score.
+* An ``authenticated`` call (SASL submission) is accepted without lookups
+  unless the policy says ``authenticated = "check"``.
 
 Each non-accept verdict (and each tag) is logged once, on the final pass, to
 the ``fastlookup.verdict`` logger in one greppable line::
@@ -46,6 +55,7 @@ from .listing import dnsbl_listing, rhsbl_listing
 from .maildomain import mail_domain
 from .rules import CompiledPolicy, network_of, weight_of
 from .templates import TXT_MAX, clean, render
+from .tempfail import UpstreamSeen, defers
 from .verdictlog import NOTE_INTERVAL_S, Notes, log_verdict
 from .zones import Zone, ZoneRegistry
 
@@ -54,6 +64,11 @@ __all__ = ["PolicyEngine", "CompiledPolicy", "SEVERITY", "NOTE_INTERVAL_S"]
 #: Which outcome wins when several apply.
 SEVERITY = {"tag": 1, "defer": 2, "reject": 3}
 _EPSILON = 1e-9
+#: A temporary DNS failure always gives 450, even where 5xx is configured (as Postfix).
+TEMPFAIL_CODE = 450
+#: What Postfix calls each RHSBL target in its replies ($rbl_class).
+CLASS = {"ip": "Client host", "client": "Client host", "helo": "Helo command",
+         "sender": "Sender address", "recipient": "Recipient address"}
 
 @dataclass(frozen=True, slots=True)
 class _Request:
@@ -66,18 +81,23 @@ class _Request:
     sender_domain: str | None
     recipient_raw: str | None
     recipient_domain: str | None
+    authenticated: bool = False
 
 
 class _Finding:
     """An outcome that asks for an action: which, why, and the reply template."""
 
-    __slots__ = ("action", "reasons", "template", "values")
+    __slots__ = ("action", "reasons", "template", "values", "code")
 
-    def __init__(self, action: str, reasons: list[Reason], template: str | None, values: dict[str, str] | None = None):
+    def __init__(
+        self, action: str, reasons: list[Reason], template: str | None, values: dict[str, str] | None = None,
+        code: int | None = None,
+    ):
         self.action = action
         self.reasons = reasons
         self.template = template
         self.values = values or {}
+        self.code = code  # forced (a temporary failure: 450), else the policy's code
 
 
 def _opt_str(args: Mapping, key: str) -> str | None:
@@ -97,8 +117,8 @@ def _lookup_name(text: str | None, what: str) -> str | None:
         name = normalize_domain(text, what)
     except InvalidArgument:
         return None  # "[192.0.2.1]", "my host", "a..b": not a name
-    if "." not in name:
-        return None  # "localhost", "PC01": no list holds single labels
+    # Single labels ("test", the RFC 5782 RHSBL test point; "localhost") are
+    # looked up like any domain, as Postfix's reject_rhsbl_* do.
     try:
         ipaddress.ip_address(name)
         return None  # "HELO 192.0.2.1": an address is not a name
@@ -108,6 +128,22 @@ def _lookup_name(text: str | None, what: str) -> str | None:
 
 def _codes(codes: tuple[str, ...]) -> str:
     return ",".join(codes)
+
+
+def _authenticated(args: Mapping) -> bool:
+    """The ``authenticated`` argument: true, or a non-empty SASL user name; false/""/absent otherwise."""
+    value = args.get("authenticated")
+    if value is None:
+        return False
+    if type(value) is bool:
+        return value
+    if type(value) is str:
+        return bool(value.strip())
+    raise BadRequest(f"argument 'authenticated' must be a boolean or a string, got {type(value).__name__}")
+
+
+def _address(raw: str | None) -> str:
+    return clean((raw or "").strip().strip("<>"))
 
 
 class PolicyEngine:
@@ -126,11 +162,13 @@ class PolicyEngine:
         self.stats = stats
         self.clock = clock
         self.notes = Notes(clock, note_interval_s)
+        self.upstream_seen = UpstreamSeen(clock)
         self.policies: dict[str, CompiledPolicy] = {
             name: CompiledPolicy.build(name, conf, zones) for name, conf in config.policy.items()
         }
         stats.declare("verdicts", "action")
         stats.declare("fail_open", "reason")
+        stats.declare("ignored_hits", "zone")
 
     # --- validation -------------------------------------------------------
 
@@ -161,6 +199,7 @@ class PolicyEngine:
             sender_domain=_lookup_name(domain_of_address(sender_raw), "sender"),
             recipient_raw=recipient_raw,
             recipient_domain=_lookup_name(domain_of_address(recipient_raw), "recipient"),
+            authenticated=_authenticated(args),
         )
 
         def evaluate(get: Get) -> dict | None:
@@ -177,23 +216,29 @@ class PolicyEngine:
         net = network_of(ip, policy.allow)
         if net is not None:  # internal clients and relays: no lookup at all
             return self._finish(policy, req, get, start, [], [Reason("allow", None, str(net))], [], None)
+        if req.authenticated and conf.authenticated == "accept":  # submission: PBL-listed IPs by design
+            return self._finish(policy, req, get, start, [], [Reason("authenticated", None, "no lookups")], [], None)
         net = network_of(ip, policy.block)
         if net is not None:
             finding = _Finding("reject", [Reason("block", None, str(net))], conf.block_text)
             return self._finish(policy, req, get, start, [finding], [], [], None)
 
         missing = False
+        seen = self.upstream_seen
 
         def ask(name: str, rdtype: str) -> Answer | None:
             nonlocal missing
             answer = get(name, rdtype)
             if answer is None:
                 missing = True
+            elif answer[3] == "upstream" and answer[0] in _ANSWERED:
+                seen.answered()  # upstream is healthy: tempfail "auto" tells the client's DNS from ours
             return answer
 
         findings: list[_Finding] = []
         notes: list[Reason] = []  # reasons that decide nothing by themselves
-        skipped: list[tuple[str, str | None, str]] = []  # (check, zone, status)
+        skipped: list[tuple] = []  # (check, zone, status[, why])
+        tempfails: list[tuple[str, str, str, str]] = []  # (check, status, mode, template): decided last
         disabled = self.zones.disabled
 
         # Reverse DNS (Postfix's reject_unknown_reverse_client_hostname and
@@ -209,12 +254,12 @@ class PolicyEngine:
             ptr = ask(reverse_name(ip), "PTR")
             if ptr is not None:
                 if ptr.failed:
-                    skipped.append(("ptr", None, ptr.status))
+                    tempfails.append(("ptr", ptr.status, conf.require_ptr, conf.ptr_text))
                 elif not (ptr.ok and ptr.records):
                     findings.append(_Finding(conf.require_ptr, [Reason("ptr", None, "no PTR record")], conf.ptr_text))
         if conf.require_fcrdns != "off" and fcrdns_result is not None:
             if fcrdns_result == "temperror":
-                skipped.append(("fcrdns", None, "temperror"))
+                tempfails.append(("fcrdns", "temperror", conf.require_fcrdns, conf.fcrdns_text))
             elif fcrdns_result in ("none", "fail"):
                 detail = "no PTR record" if fcrdns_result == "none" else "PTR name does not resolve back"
                 findings.append(_Finding(conf.require_fcrdns, [Reason("fcrdns", None, detail)], conf.fcrdns_text))
@@ -239,18 +284,26 @@ class PolicyEngine:
             by_display = {z.display: z for z in policy.dnsbl}
             for hit in listing.hits:
                 zone = by_display[hit.zone]
+                if zone.ignore:
+                    notes.append(Reason("ignored", hit.zone, "dnsbl " + _codes(hit.codes)))
+                    continue
                 weight = weight_of(zone, False)
                 score += weight
                 reason = Reason("allow" if weight < 0 else "dnsbl", hit.zone, _codes(hit.codes))
                 if weight < 0:
                     notes.append(reason)
                 else:
-                    hits.append((reason, {"zone": hit.zone, "code": _codes(hit.codes), "txt": clean(hit.text, TXT_MAX)}, zone))
+                    values = {"zone": zone.reply_name or hit.zone, "code": _codes(hit.codes),
+                              "txt": clean(hit.text, TXT_MAX), "class": CLASS["ip"], "what": str(ip)}
+                    hits.append((reason, values, zone))
             skipped.extend(("dnsbl", u.zone, u.status) for u in listing.unknown)
         if policy.allow_zones:
             listing = dnsbl_listing(ask, ip, policy.allow_zones, disabled)
             by_display = {z.display: z for z in policy.allow_zones}
             for hit in listing.hits:
+                if by_display[hit.zone].ignore:
+                    notes.append(Reason("ignored", hit.zone, "allow " + _codes(hit.codes)))
+                    continue
                 score += weight_of(by_display[hit.zone], True)
                 notes.append(Reason("allow", hit.zone, _codes(hit.codes)))
             skipped.extend(("allow", u.zone, u.status) for u in listing.unknown)
@@ -261,12 +314,23 @@ class PolicyEngine:
         if positive and score >= conf.threshold - _EPSILON:
             reason, values, zone = positive[0]
             others = [h[0] for h in hits if h[0] is not reason]
-            findings.insert(0, _Finding(conf.on_listed, [reason] + others, zone.message or conf.reject_text, values))
+            findings.insert(0, _Finding(conf.on_listed, [reason] + others, *_listing_text(zone, conf.reject_text, values)))
         else:
             notes[:0] = [h[0] for h in hits]
 
         if missing:
             return None
+        # Last, once every answer of the call was seen: is the failure the client's DNS or ours?
+        for check, status, mode, template in tempfails:
+            if mode not in ("defer", "reject"):
+                skipped.append((check, None, status))
+                continue
+            defer, why = defers(conf.tempfail, seen)
+            if defer:
+                reason = Reason(check, None, f"temporary failure: {status}; {why}")
+                findings.append(_Finding("defer", [reason], template, code=TEMPFAIL_CODE))
+            else:
+                skipped.append((check, None, status, why))
         return self._finish(policy, req, get, start, findings, notes, skipped, name, score)
 
     def _rhsbl(
@@ -282,6 +346,8 @@ class PolicyEngine:
     ) -> float:
         """RHSBL zones on their targets; adds hits, returns the weight they add."""
         values = {"client": name, "helo": req.helo, "sender": req.sender_domain, "recipient": req.recipient_domain}
+        what = {"client": clean(name), "helo": clean(req.helo_raw), "sender": _address(req.sender_raw),
+                "recipient": _address(req.recipient_raw)}
         # One query per (zone, domain), even when the HELO name is the sender's domain.
         by_domain: dict[str, dict[Zone, list[str]]] = {}
         for zone in policy.rhsbl:
@@ -299,13 +365,20 @@ class PolicyEngine:
                 zone = by_display[hit.zone]
                 targets = ",".join(zone_targets[zone])
                 reason = Reason("rhsbl", hit.zone, f"{_codes(hit.codes)} {targets}={domain}")
+                if zone.ignore:
+                    notes.append(Reason("ignored", hit.zone, f"rhsbl {_codes(hit.codes)} {targets}={domain}"))
+                    continue
                 if zone.display not in counted:
                     counted.add(zone.display)
                     score += weight_of(zone, False)
                 if zone.weight < 0 or zone.allow:
                     notes.append(reason)
                     continue
-                hit_values = {"zone": hit.zone, "code": _codes(hit.codes), "txt": clean(hit.text, TXT_MAX), "domain": domain}
+                first = zone_targets[zone][0]  # Postfix names the item that was looked up
+                hit_values = {
+                    "zone": zone.reply_name or hit.zone, "code": _codes(hit.codes), "txt": clean(hit.text, TXT_MAX),
+                    "domain": domain, "class": CLASS[first], "what": what[first],
+                }
                 hits.append((reason, hit_values, zone))
             skipped.extend(("rhsbl", u.zone, u.status) for u in listing.unknown)
         return score
@@ -336,7 +409,7 @@ class PolicyEngine:
             if finding is not decisive:
                 reasons.extend(finding.reasons)
         reasons.extend(notes)
-        reasons.extend(Reason(check, zone, f"skipped: {status}") for check, zone, status in skipped)
+        reasons.extend(Reason(s[0], s[1], f"skipped: {s[2]}" + (f" ({s[3]})" if len(s) > 3 else "")) for s in skipped)
 
         action, code, text, tag = "accept", None, "", False
         if decisive is not None:
@@ -344,19 +417,25 @@ class PolicyEngine:
                 "ip": str(req.ip),
                 "name": name or "unknown",
                 "helo": clean(req.helo_raw),
-                "sender": clean((req.sender_raw or "").strip().strip("<>")) or "<>",
-                "recipient": clean((req.recipient_raw or "").strip().strip("<>")),
+                "sender": _address(req.sender_raw) or "<>",
+                "recipient": _address(req.recipient_raw),
                 "policy": policy.name,
                 "zone": "",
                 "code": "",
                 "txt": "",
+                "class": CLASS["ip"],
+                "what": str(req.ip),
+                "domain": "",
             }
             values.update(decisive.values)
+            message = values.pop("_message", None)
+            if message:
+                values["txt"] = clean(render(message, dict(values)), TXT_MAX)
             text = render(decisive.template or conf.reject_text, values)
             if decisive.action == "reject":
-                action, code = "reject", conf.reject_code
+                action, code = "reject", decisive.code or conf.reject_code
             elif decisive.action == "defer":
-                action, code = "defer", conf.defer_code
+                action, code = "defer", decisive.code or conf.defer_code
             else:
                 tag = True
         verdict = Verdict(
@@ -379,8 +458,31 @@ class PolicyEngine:
         """Once per call: counters, the verdict log line, rate-limited notes on skipped zones."""
         stats = self.stats
         stats.inc("verdicts", (verdict.action,))
-        for status in {s for _, _, s in skipped}:
+        for reason in verdict.reasons:
+            if reason.check == "ignored":
+                stats.inc("ignored_hits", (reason.zone,))
+        for status in {s[2] for s in skipped}:
             stats.inc("fail_open", (status,))
-        for check, zone, status in skipped:
+        for check, zone, status, *_ in skipped:
             self.notes(check, zone or "-", status)
         log_verdict(verdict, req.ip, name, req.helo_raw, policy.name)
+
+
+_ANSWERED = frozenset({"ok", "nxdomain", "nodata"})
+
+
+def _listing_text(zone: Zone, reject_text: str, values: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The template of a listing and its values.
+
+    A zone's ``message`` is the text the list does not publish (Sun's dns_verify
+    "default text"): with no TXT it becomes ``$txt``; with a TXT the TXT wins.
+    A ``message`` that itself names ``$txt`` is a whole reply template (older form).
+    """
+    message = zone.message
+    if not message:
+        return reject_text, values
+    if "$txt" in message or "${txt" in message:
+        return message, values
+    if not values.get("txt"):
+        values["_message"] = message  # rendered in _finish, with every value known
+    return reject_text, values

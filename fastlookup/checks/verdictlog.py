@@ -7,7 +7,8 @@ Verdict lines go to the ``fastlookup.verdict`` logger, one per call, as
 
 ``reasons`` is ``check:zone:detail`` per reason, comma-separated (``-`` for
 no zone; spaces in a detail become ``_``, commas ``+``). ``action`` is
-``tag`` for a tag verdict. A zone that is skipped (its error codes, a
+``tag`` for a tag verdict. An accept is logged too when a log-only zone
+(``action = "ignore"``) listed the client: reasons ``ignored:zone:...``. A zone that is skipped (its error codes, a
 timeout) is noted on ``fastlookup.policy`` at most once per interval per
 zone and reason, however many calls see it.
 """
@@ -43,7 +44,9 @@ def _reason_token(reason: Reason) -> str:
 
 def log_verdict(verdict: Verdict, ip: object, name: str | None, helo: str | None, policy: str) -> None:
     """Log ``verdict`` when it is not a plain accept (tags are logged too)."""
-    if (verdict.action == "accept" and not verdict.tag) or not verdict_log.isEnabledFor(logging.INFO):
+    if not verdict_log.isEnabledFor(logging.INFO):
+        return
+    if verdict.action == "accept" and not verdict.tag and not any(r.check == "ignored" for r in verdict.reasons):
         return
     verdict_log.info(
         "verdict action=%s code=%s ip=%s name=%s helo=%s reasons=%s elapsed_ms=%s policy=%s score=%s fail_open=%s",

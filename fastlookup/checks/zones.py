@@ -52,6 +52,7 @@ class Profile:
     allow: bool = False
     keyed: bool = False  # the label before the suffix is an access key
     targets: tuple[str, ...] = ("client", "helo", "sender")
+    public: str | None = None  # the public zone replies name (DQS: the key must not show)
 
 
 PROFILES: dict[str, Profile] = {
@@ -62,12 +63,13 @@ PROFILES: dict[str, Profile] = {
     "pbl.spamhaus.org": Profile(("127.0.0.10-127.0.0.11",), SPAMHAUS_ERRORS),
     "dbl.spamhaus.org": Profile(("127.0.1.2-127.0.1.99", "127.0.1.102-127.0.1.199"), ("127.0.1.255",) + SPAMHAUS_ERRORS),
     "zrd.spamhaus.org": Profile(("127.0.2.2-127.0.2.24",), ("127.0.1.255",) + SPAMHAUS_ERRORS),
-    "zen.dq.spamhaus.net": Profile(("127.0.0.2-127.0.0.11",), SPAMHAUS_ERRORS, keyed=True),
-    "sbl.dq.spamhaus.net": Profile(("127.0.0.2-127.0.0.3",), SPAMHAUS_ERRORS, keyed=True),
-    "xbl.dq.spamhaus.net": Profile(("127.0.0.4-127.0.0.7",), SPAMHAUS_ERRORS, keyed=True),
-    "pbl.dq.spamhaus.net": Profile(("127.0.0.10-127.0.0.11",), SPAMHAUS_ERRORS, keyed=True),
+    "zen.dq.spamhaus.net": Profile(("127.0.0.2-127.0.0.11",), SPAMHAUS_ERRORS, keyed=True, public="zen.spamhaus.org"),
+    "sbl.dq.spamhaus.net": Profile(("127.0.0.2-127.0.0.3",), SPAMHAUS_ERRORS, keyed=True, public="sbl.spamhaus.org"),
+    "xbl.dq.spamhaus.net": Profile(("127.0.0.4-127.0.0.7",), SPAMHAUS_ERRORS, keyed=True, public="xbl.spamhaus.org"),
+    "pbl.dq.spamhaus.net": Profile(("127.0.0.10-127.0.0.11",), SPAMHAUS_ERRORS, keyed=True, public="pbl.spamhaus.org"),
     "dbl.dq.spamhaus.net": Profile(
-        ("127.0.1.2-127.0.1.99", "127.0.1.102-127.0.1.199"), ("127.0.1.255",) + SPAMHAUS_ERRORS, keyed=True
+        ("127.0.1.2-127.0.1.99", "127.0.1.102-127.0.1.199"), ("127.0.1.255",) + SPAMHAUS_ERRORS, keyed=True,
+        public="dbl.spamhaus.org",
     ),
     "b.barracudacentral.org": Profile(("127.0.0.2",)),
     "bl.spamcop.net": Profile(("127.0.0.2",)),
@@ -101,6 +103,8 @@ class Zone:
     targets: tuple[str, ...] = ("client", "helo", "sender")
     allow: bool = False
     mirror: Any = None  # a mirror.MirrorSource answering this zone from a local copy, or None (DNS)
+    reply_name: str = ""  # the name reply texts show (reply_name, a DQS profile's public zone, else display)
+    ignore: bool = False  # action = "ignore": hits are logged and counted, never decide
 
     def classify(self, codes: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
         """(listing codes, list_error) of an A answer; RFC 5782 §2.3 codes are 127/8."""
@@ -126,6 +130,16 @@ def _profile_for(name: str) -> tuple[Profile, str]:
             display = mask_secrets(name) if profile.keyed else name  # the one masking function
             return profile, display
     return GENERIC, name
+
+
+def _reply_name(configured: str | None, profile: Profile, display: str, where: str) -> str:
+    """The zone's name in reply texts: ``reply_name``, else a DQS profile's public zone, else ``display``."""
+    if configured is None:
+        return profile.public or display
+    text = "".join(ch if " " <= ch < "\x7f" else "?" for ch in configured.strip())
+    if not text or len(text) > 253:
+        raise InvalidArgument(f"{where}.reply_name: {configured[:80]!r} must be 1..253 printable characters")
+    return text
 
 
 def _split_spec(spec: str) -> tuple[str, str | None, float | None]:
@@ -192,6 +206,8 @@ class ZoneRegistry:
             targets=conf.targets if conf.targets is not None else profile.targets,
             allow=conf.allow if conf.allow is not None else profile.allow,
             mirror=self.mirrors.get((kind, name)) if self.mirrors else None,
+            reply_name=_reply_name(conf.reply_name, profile, display, where),
+            ignore=conf.action == "ignore",
         )
         built = self._built
         if len(built) >= MAX_BUILT:  # client-named zones must not grow this without bound: drop the oldest

@@ -1,0 +1,56 @@
+"""Told apart: the client's DNS is broken, or ours is (policy key ``tempfail``).
+
+A PTR that answers SERVFAIL while every other question is answered means the
+client's reverse zone is broken: Postfix answers ``450`` and the client
+retries (``reject_unknown_reverse_client_hostname``). When upstream itself is
+unreachable, every question fails and deferring would turn our outage into
+everybody's: the check fails open instead. "Upstream healthy" is a fact
+measured here, not configured: some other question got a real answer from
+upstream (ok, NXDOMAIN or NODATA) within the last ``WINDOW_S`` seconds.
+
+The tracker is fed by the policy engine with the answers its checks see that
+came from upstream just now, so it costs one comparison per answer; time is
+injected (the engine's clock), so tests step it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+__all__ = ["UpstreamSeen", "WINDOW_S", "MODES", "defers"]
+
+#: "Other questions answered in the last minute".
+WINDOW_S = 60.0
+MODES = ("auto", "defer", "accept")
+
+
+class UpstreamSeen:
+    """When upstream last gave a real answer (not a failure)."""
+
+    __slots__ = ("clock", "window_s", "last_ok")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, window_s: float = WINDOW_S) -> None:
+        self.clock = clock
+        self.window_s = window_s
+        self.last_ok: float | None = None
+
+    def answered(self) -> None:
+        """Upstream just answered a question."""
+        self.last_ok = self.clock()
+
+    def healthy(self) -> bool:
+        """True when upstream answered some question within the window."""
+        last = self.last_ok
+        return last is not None and self.clock() - last <= self.window_s
+
+
+def defers(mode: str, seen: UpstreamSeen) -> tuple[bool, str]:
+    """Whether a temporary rDNS failure defers under ``tempfail = mode``, and why (for the reasons)."""
+    if mode == "defer":
+        return True, "tempfail=defer"
+    if mode == "accept":
+        return False, "tempfail=accept"
+    if seen.healthy():
+        return True, "upstream answers other questions: the client's DNS fails"
+    return False, "upstream not answering: our outage, failed open"
