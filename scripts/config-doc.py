@@ -42,7 +42,7 @@ def main() -> None:
             if meta.get("cidr"):
                 bound = "IP networks"
             if meta.get("octal"):
-                bound = "octal file mode"
+                bound = "octal file mode" + (' or `""` (inherit)' if meta.get("inherit") else "")
             shown = "from the built-in profile" if default is None else "`" + repr(default).replace("'", '"') + "`"
             print(f"| `{f.name}` | {shown} | {bound} |")
 
