@@ -90,7 +90,15 @@ def main() -> None:
 # --- serve ---------------------------------------------------------------------------
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+SERVE_EXIT_HELP = """\b
+Exit codes:
+  0  stopped by SIGTERM/SIGINT
+  1  could not start (e.g. another instance holds the socket) or failed while running
+  4  bad usage or configuration (e.g. a front's socket it cannot make or give its group)
+"""
+
+
+@main.command(epilog=SERVE_EXIT_HELP)
 @click.option(
     "--config", "config_file", envvar="FASTLOOKUP_CONFIG", type=click.Path(dir_okay=False), metavar="FILE",
     help="TOML config file [env FASTLOOKUP_CONFIG]. FASTLOOKUP_<TABLE>__<KEY> env vars override it.",
@@ -192,7 +200,23 @@ def check(ip: str, helo, sender, recipient, policy, as_json: bool, socket_path, 
             click.echo(f"  {reason.get('check')}" + (f" {zone}" if zone else "") + f": {reason.get('detail')}")
         fail_open = " fail_open (a check could not be made and was skipped)" if verdict.get("fail_open") else ""
         click.echo(f"  score {verdict.get('score')}, service {verdict.get('elapsed_ms')} ms, round trip {rtt:.2f} ms{fail_open}")
+        if verdict.get("action") == "accept" and not verdict.get("reasons") and _no_zones(socket_path, timeout, ip):
+            click.echo("  note: no DNSBL zones are configured: no list was asked (see `fastlookup doctor`)")
     return VERDICT_EXIT.get(verdict.get("action"), EXIT_OK)
+
+
+def _no_zones(socket_path: str | None, timeout: float, ip: str) -> bool:
+    """True when the service has no DNSBL zones to ask (its dnsbl call refuses with "nothing would be checked")."""
+    client = Client(socket_path, timeout=timeout, fail_open=False)
+    try:
+        client.call("dnsbl", {"ip": ip})
+    except InvalidArgument as exc:
+        return "nothing would be checked" in str(exc)
+    except FastlookupError:
+        return False
+    finally:
+        client.close()
+    return False
 
 
 LOOKUP_KINDS = ("ptr", "a", "aaaa", "fcrdns", "dnsbl", "rhsbl", "query")
@@ -282,6 +306,44 @@ def stats(as_json: bool, socket_path, timeout: float) -> int:
         for key in sorted(result):
             click.echo(f"{key:<{width}}  {result[key]}")
     return EXIT_OK
+
+
+# --- doctor -------------------------------------------------------------------------------
+
+DOCTOR_EXIT_HELP = """\b
+Exit codes:
+  0  nothing found that lets mail through unchecked
+  1  a problem that lets mail through unchecked (each FAIL line says the fix)
+  4  bad usage or configuration
+"""
+
+
+@main.command(epilog=DOCTOR_EXIT_HELP)
+@click.option("--config", "config_file", envvar="FASTLOOKUP_CONFIG", type=click.Path(dir_okay=False), metavar="FILE", help="TOML config file [env FASTLOOKUP_CONFIG].")
+@click.option("--postfix-config", metavar="DIR", help="Postfix configuration directory [default: postconf's own, /etc/postfix].")
+@click.option("--postfix-user", default="postfix", show_default=True, metavar="USER", help="The user Postfix's smtpd runs as.")
+@click.option("--exim-user", default="Debian-exim", show_default=True, metavar="USER", help="The user Exim runs its ACLs as.")
+@click.option("--rblsmtpd-user", metavar="USER[:GROUP]", help="tcpserver's -u/-g for fastlookup-rblsmtpd, e.g. qmaild:nofiles.")
+@click.option("--no-resolvers", is_flag=True, help="Do not send test queries to the upstream resolvers.")
+@click.option("--timeout", type=click.FloatRange(min=0.01, max=30), default=2.0, show_default=True, help="Seconds per probe.")
+def doctor(config_file, postfix_config, postfix_user, exim_user, rblsmtpd_user, no_resolvers: bool, timeout: float) -> int:
+    """Inspect the MTA set-up visible on this host; print what lets mail through unchecked and the fix.
+
+    Run it as root to probe the sockets as the MTAs' users (and inside Postfix's chroot).
+    """
+    from .config import load_config
+    from .doctor import diagnose, render
+
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        _fail(f"fastlookup doctor: {exc}", EXIT_USAGE)
+    findings = diagnose(
+        config, postfix_config=postfix_config, postfix_user=postfix_user, exim_user=exim_user,
+        rblsmtpd_user=rblsmtpd_user, check_resolvers=not no_resolvers, timeout_s=timeout,
+    )
+    click.echo(render(findings))
+    return 1 if any(f.level == "error" for f in findings) else EXIT_OK
 
 
 # --- config --------------------------------------------------------------------------------

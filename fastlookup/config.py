@@ -118,12 +118,30 @@ class RedisConfig:
     breaker_reset_s: float = field(default=2.0, metadata=_range(0.01, 3600))
 
 
+# A front's own socket access: "" = the server.socket_group / server.socket_mode value.
+_FRONT_MODE = {"octal": True, "inherit": True}
+
+
 @dataclass(frozen=True, slots=True)
 class PostfixConfig:
+    """The MTA fronts; each has its own listener, group and mode (docs/access.md).
+
+    Each MTA connects as its own user, so one group for all fronts cannot
+    serve Postfix, Exim and qmail on one host: ``<front>_group`` and
+    ``<front>_mode`` set a front's unix socket, ``""`` inherits
+    ``server.socket_group`` / ``server.socket_mode``.
+    """
+
     listen: str = ""  # "unix:/run/fastlookup/policy.sock" or "inet:127.0.0.1:10040"
     socketmap: str = ""  # same forms, for check_client_access socketmap:
     exim: str = ""  # same forms, the Exim ${readsocket} line protocol
     policy: str = "default"
+    listen_group: str = ""  # group of the policy socket ("postfix"); "" = server.socket_group
+    listen_mode: str = field(default="", metadata=_FRONT_MODE)  # "" = server.socket_mode
+    socketmap_group: str = ""
+    socketmap_mode: str = field(default="", metadata=_FRONT_MODE)
+    exim_group: str = ""  # "Debian-exim" on Debian
+    exim_mode: str = field(default="", metadata=_FRONT_MODE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +335,7 @@ def _coerce(path: str, value: Any, tp: Any, meta: Mapping, from_env: bool) -> An
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         if "choices" in meta and value not in meta["choices"]:
             raise ConfigError(f"{path}: {value!r} is not one of {', '.join(meta['choices'])}")
-        if meta.get("octal"):
+        if meta.get("octal") and not (value == "" and meta.get("inherit")):
             try:
                 mode = int(value, 8)
             except ValueError:

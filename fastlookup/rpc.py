@@ -137,9 +137,15 @@ def m_fcrdns(ctx: Context, args: dict):
     return lambda get: fcrdns_wire(get, ip)
 
 
+# Without zones nothing is asked; "not listed" would read as a clean bill (docs/access.md, doctor).
+_NO_ZONES = "zones: none given and no {kind} zones configured ([policy.default] {kind} = [...]); nothing would be checked"
+
+
 def m_dnsbl(ctx: Context, args: dict):
     labels = client_ip(_str(args, "ip")).labels
     specs = _zones(args)
+    if specs is None and not ctx.default_dnsbl:
+        raise InvalidArgument(_NO_ZONES.format(kind="dnsbl"))
     queries = dnsbl_queries(labels, ctx.zones.many(specs if specs is not None else ctx.default_dnsbl, "dnsbl"))
     disabled = ctx.zones.disabled
     return lambda get: listing_wire(get, queries, disabled)
@@ -148,6 +154,8 @@ def m_dnsbl(ctx: Context, args: dict):
 def m_rhsbl(ctx: Context, args: dict):
     domain = normalize_domain(_str(args, "domain"), "domain")
     specs = _zones(args)
+    if specs is None and not ctx.default_rhsbl:
+        raise InvalidArgument(_NO_ZONES.format(kind="rhsbl"))
     queries = rhsbl_queries(domain, ctx.zones.many(specs if specs is not None else ctx.default_rhsbl, "rhsbl"))
     disabled = ctx.zones.disabled
     return lambda get: listing_wire(get, queries, disabled)

@@ -39,7 +39,7 @@ from . import rpc
 from .errors import FastlookupError, Overloaded, RpcError
 from .lookup import MISSING, Lookup, run, try_sync
 from .resolver import Resolver
-from .sockperm import apply_socket_access, claim_socket_path
+from .sockperm import access_error, apply_socket_access, claim_socket_path
 from .stats import Stats
 from .wire import DEFAULT_MAX_FRAME, Decoder, FramingError, encode_error, encode_response, parse_request_tuple
 
@@ -344,7 +344,8 @@ class Server:
             self._server.close()
             self._unlink_own(force=True)
             raise SocketBusy(
-                f"server.socket_group/socket_mode: cannot set {self.socket_group or oct(self.socket_mode)} on {path!r}: {exc}"
+                "server.socket_group/socket_mode: "
+                + access_error(path, self.socket_mode, self.socket_group, exc, "server.socket_group")
             ) from None
         st = os.stat(path)
         self._inode = (st.st_dev, st.st_ino)

@@ -16,7 +16,7 @@ import os
 import socket
 import stat
 
-__all__ = ["apply_socket_access", "claim_socket_path"]
+__all__ = ["apply_socket_access", "claim_socket_path", "access_error"]
 
 log = logging.getLogger("fastlookup.socket")
 
@@ -39,9 +39,18 @@ def claim_socket_path(
     if size > MAX_SOCKET_PATH:
         raise ConfigError(f"{key}: {path[:80]!r}... is {size} bytes; a unix socket path is at most {MAX_SOCKET_PATH} bytes")
     directory = os.path.dirname(path)
-    try:
-        if directory:
+    if directory:
+        try:
             os.makedirs(directory, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            if isinstance(exc, (FileExistsError, NotADirectoryError)):  # a path component is a regular file
+                raise ConfigError(f"{key}: cannot use {path!r}: its directory {directory!r} is not a directory") from None
+            # e.g. /var/spool/postfix/private as a non-root user
+            raise error(
+                f"{key}: cannot make the socket directory {directory!r} ({exc.strerror or exc}); create it for "
+                f"user {_user_name()} or choose a directory it may write (docs/access.md)"
+            ) from None
+    try:
         st = os.stat(path)
     except FileNotFoundError:
         return
@@ -82,3 +91,30 @@ def apply_socket_access(path: str, mode: int, group: str = "") -> None:
 
             gid = grp.getgrnam(group).gr_gid
         os.chown(path, -1, gid)
+
+
+def _user_name() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def access_error(path: str, mode: int, group: str, exc: BaseException, key: str = "") -> str:
+    """Why ``mode``/``group`` could not be given to ``path``, and the fix.
+
+    chown(2) to a group needs no privilege only when the process is a member
+    of that group; under systemd that is ``SupplementaryGroups=`` (the
+    shipped drop-ins, docs/access.md).
+    """
+    what = f"cannot give {path!r} mode {mode:04o}" + (f" and group {group!r}" if group else "")
+    if isinstance(exc, LookupError):
+        return f"{what}: no group {group!r} on this host; name an existing group or a numeric gid"
+    if isinstance(exc, PermissionError) and group:
+        return (
+            f"{what}: user {_user_name()} is not a member of group {group!r} ({exc.strerror}); add it "
+            f"(systemd: SupplementaryGroups={group} in a drop-in, see docs/access.md) or set {key or 'the group'} to \"\""
+        )
+    return f"{what}: {exc}"

@@ -42,7 +42,7 @@ def main() -> None:
             if meta.get("cidr"):
                 bound = "IP networks"
             if meta.get("octal"):
-                bound = "octal file mode"
+                bound = "octal file mode" + (' or `""` (inherit)' if meta.get("inherit") else "")
             if "doc_bound" in meta:
                 bound = meta["doc_bound"]
             shown = "from the built-in profile" if default is None else "`" + repr(default).replace("'", '"') + "`"

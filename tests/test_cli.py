@@ -219,3 +219,26 @@ def test_client_commands_import_no_engine():
     modules = json.loads(out.stdout)
     assert [m for m in modules if m.split(".")[0] in ("dns", "redis", "uvloop", "asyncio", "prometheus_client")] == []
     assert "fastlookup.service" not in modules and "fastlookup.resolver" not in modules
+
+
+@pytest.mark.parametrize(
+    "args, code, text",
+    [
+        (["lookup", "dnsbl", "127.0.0.2"], 4, "no dnsbl zones configured"),
+        (["lookup", "rhsbl", "test"], 4, "no rhsbl zones configured"),
+        (["check", "192.0.2.1"], 0, "note: no DNSBL zones are configured"),
+    ],
+)
+def test_no_zones_is_said_not_not_listed(make_service, args, code, text):
+    """With no zones configured lookup refuses (exit 4) and check notes it, instead of a clean "not listed"."""
+    svc = make_service(policy={"default": {"allow": []}})
+    result = run(*args, "--socket", svc.socket)
+    assert result.exit_code == code, result.output
+    assert text in result.output
+    assert "is not listed" not in result.output
+
+
+def test_serve_help_shows_its_own_exit_codes():
+    """serve --help lists serve's exit codes, not the client commands' (listed / defer / unreachable)."""
+    out = run("serve", "--help").output
+    assert "stopped by SIGTERM" in out and "listed" not in out and "unreachable" not in out

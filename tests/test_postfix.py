@@ -73,12 +73,15 @@ postlog   unix-dgram n - n - 1 postlogd
 class PostfixInstance:
     """A private Postfix (own config, queue and data directories) on a loopback port."""
 
-    def __init__(self, directory: str, policy_socket: str) -> None:
+    def __init__(self, directory: str, policy_socket: str, main_cf: str | None = None, master_cf: str | None = None) -> None:
         self.dir = directory
         self.port = free_port("tcp")
         self.conf = os.path.join(directory, "conf")
         self.policy_socket = policy_socket
         self.master_pid: int | None = None
+        # Other tests give their own files ({dir} and {port} are filled in).
+        self.main_cf = MAIN_CF if main_cf is None else main_cf
+        self.master_cf = MASTER_CF if master_cf is None else master_cf
 
     def log(self) -> str:
         try:
@@ -94,9 +97,9 @@ class PostfixInstance:
         os.makedirs(os.path.join(self.dir, "data"))
         shutil.chown(os.path.join(self.dir, "data"), user="postfix")  # master.lock is made as the mail owner
         with open(os.path.join(self.conf, "main.cf"), "w") as fh:
-            fh.write(MAIN_CF.format(dir=self.dir, policy=self.policy_socket))
+            fh.write(self.main_cf.format(dir=self.dir, policy=self.policy_socket))
         with open(os.path.join(self.conf, "master.cf"), "w") as fh:
-            fh.write(MASTER_CF.format(port=self.port))
+            fh.write(self.master_cf.format(port=self.port))
         done = subprocess.run([postfix, "-c", self.conf, "start"], capture_output=True, text=True, timeout=30)
         pid_file = os.path.join(self.dir, "queue", "pid", "master.pid")
         if done.returncode != 0:

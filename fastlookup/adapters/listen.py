@@ -21,9 +21,9 @@ import socket
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from ..sockperm import apply_socket_access, claim_socket_path
+from ..sockperm import access_error, apply_socket_access, claim_socket_path
 
-__all__ = ["Address", "parse_listen", "Listener", "serve", "serve_front"]
+__all__ = ["Address", "parse_listen", "Listener", "serve", "serve_front", "front_access"]
 
 log = logging.getLogger("fastlookup.adapters")
 
@@ -171,7 +171,7 @@ async def serve(
             apply_socket_access(path, mode, group)
         except (OSError, LookupError) as exc:
             listener.close()
-            raise ConfigError(f"{key}: cannot set mode {mode:o}{' and group ' + group if group else ''} on {path!r}: {exc}") from None
+            raise ConfigError(f"{key}: {access_error(path, mode, group, exc, key)}") from None
         st = os.stat(path)
         listener._inode = (st.st_dev, st.st_ino)
     else:
@@ -182,14 +182,33 @@ async def serve(
     return listener
 
 
+def front_access(config: Any, key: str) -> tuple[int, str]:
+    """The (mode, group) of the front configured at ``key`` (``postfix.listen``...).
+
+    The front's own ``<name>_mode`` / ``<name>_group`` win; ``""`` falls back
+    to ``server.socket_mode`` / ``server.socket_group`` (one access model,
+    docs/access.md: each MTA its own socket and group).
+    """
+    server_conf = getattr(config, "server", None)
+    mode_text = getattr(server_conf, "socket_mode", "0660")
+    group = getattr(server_conf, "socket_group", "")
+    table, _, name = key.partition(".")
+    front_conf = getattr(config, table, None)
+    own_mode = getattr(front_conf, f"{name}_mode", "") if name else ""
+    own_group = getattr(front_conf, f"{name}_group", "") if name else ""
+    return int(own_mode or mode_text, 8), own_group or group
+
+
 async def serve_front(listen: str, service: Any, connection: Callable[[Listener, Any], asyncio.Protocol], key: str) -> Listener:
-    """Serve one front for ``service``: its socket gets the service's mode and group, its grace."""
-    server_conf = getattr(getattr(service, "config", None), "server", None)
+    """Serve one front for ``service``: its socket gets the front's mode and group, the service's grace."""
+    config = getattr(service, "config", None)
+    server_conf = getattr(config, "server", None)
+    mode, group = front_access(config, key)
     return await serve(
         listen,
         lambda lst: connection(lst, service),
         key=key,
-        mode=int(getattr(server_conf, "socket_mode", "0660"), 8),
-        group=getattr(server_conf, "socket_group", ""),
+        mode=mode,
+        group=group,
         grace_s=getattr(server_conf, "grace_s", 5.0),
     )
