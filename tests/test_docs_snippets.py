@@ -156,3 +156,40 @@ def test_systemd_unit_and_drop_ins_verify(tmp_path):
     done = subprocess.run([analyze, "verify", str(tmp_path / "fastlookup.service")], capture_output=True, text=True, timeout=60)
     lines = [line for line in (done.stdout + done.stderr).splitlines() if "fastlookup" in line]
     assert done.returncode == 0 and not lines, done.stdout + done.stderr
+
+
+def test_host_install_steps_name_real_files():
+    """deployment.md's host install block builds the wheel, makes its directories (install -D) and names files that exist."""
+    (block,) = [b for b in blocks("deployment.md", "sh") if "systemd-tmpfiles" in b]
+    assert "pip wheel" in block
+    for line in block.splitlines():
+        words = line.lstrip("# ").split()
+        if words[:1] == ["install"]:
+            assert "-D" in words, line
+        for word in words:
+            if word.startswith("docker/"):
+                assert (ROOT / word).exists(), word
+    assert "docker/fastlookup-host.toml" in block and "docker/fastlookup.toml" not in block
+
+
+def test_one_eviction_policy_everywhere():
+    """Every maxmemory-policy the docs and compose.yaml recommend is the one of deployment.md's sizing statement."""
+    import re
+
+    texts = [p.read_text() for p in DOCS.glob("*.md")] + [(ROOT / "docker" / "compose.yaml").read_text()]
+    found = set()
+    for text in texts:
+        found |= set(re.findall(r"maxmemory-policy[`\"]?,?\s*[`\"]?([a-z-]+)", text))
+    assert found == {"allkeys-lru"}
+
+
+def test_container_config_takes_its_resolver_from_the_environment_and_allows_no_bridge():
+    """The sidecar's upstream comes from FASTLOOKUP_UPSTREAM or resolv.conf (never 127.0.0.1), and allow skips no Docker client."""
+    import ipaddress
+
+    compose = (ROOT / "docker" / "compose.yaml").read_text()
+    assert "FASTLOOKUP_UPSTREAM__SERVERS: ${FASTLOOKUP_UPSTREAM:-}" in compose
+    config = load_config(ROOT / "docker" / "fastlookup.toml", environ={"FASTLOOKUP_UPSTREAM__SERVERS": ""})
+    assert config.upstream.servers == ()
+    bridge = ipaddress.ip_address("172.17.0.1")
+    assert not any(bridge in ipaddress.ip_network(n) for n in config.policy["default"].allow)
