@@ -48,16 +48,16 @@ def test_shipped_config_files_load(name):
 def test_there_are_snippets_to_test():
     """The docs keep their snippets in fenced blocks the tests find (a renamed fence would skip the checks)."""
     assert len(TOML_SNIPPETS) >= 5
-    assert len(blocks("postfix.md", "main.cf")) == 2
+    assert len(blocks("postfix.md", "main.cf")) == 2 and len(blocks("access.md", "main.cf")) == 1
     assert len(blocks("postfix.md", "console")) == 2 and len(blocks("exim.md", "console")) == 1
 
 
-MAIN_CF_SNIPPETS = [(i, text) for i, text in enumerate(blocks("postfix.md", "main.cf"))]
+MAIN_CF_SNIPPETS = [(f"{doc}[{i}]", text) for doc in ("postfix.md", "access.md") for i, text in enumerate(blocks(doc, "main.cf"))]
 
 
-@pytest.mark.parametrize("index, text", MAIN_CF_SNIPPETS)
-def test_main_cf_snippets_pass_postconf_and_postfix_check(index, text):
-    """Each main.cf block of postfix.md, in a private config directory, passes `postconf -n` without warnings and `postfix check`."""
+@pytest.mark.parametrize("where, text", MAIN_CF_SNIPPETS, ids=[w for w, _ in MAIN_CF_SNIPPETS])
+def test_main_cf_snippets_pass_postconf_and_postfix_check(where, text):
+    """Each main.cf block of postfix.md and access.md, in a private config directory, passes `postconf -n` without warnings and `postfix check`."""
     postconf = shutil.which("postconf", path="/usr/sbin:/usr/bin") or _missing("postconf")
     directory = open_dir("fastlookup-maincf-")
     try:

@@ -211,3 +211,23 @@ def test_exim_and_tcpserver_users_are_probed(setup, tables, extra, expected):
         service.stop()
     assert expected.format(d=d) in done.stdout, done.stdout
     assert (done.returncode == 1) == expected.startswith("FAIL"), done.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="probing inside the chroot needs root")
+@pytest.mark.parametrize("group, fails", [("", True), ("postfix", False)])
+def test_socket_inside_the_jail_is_probed_from_inside(setup, group, fails):
+    """A relative unix path under a chrooted smtpd is tried inside the jail as user postfix (access.md's alternative)."""
+    sock = f"{setup.dir}/queue/fastlookup/policy.sock"
+    setup.postfix("smtpd_recipient_restrictions = check_policy_service { unix:fastlookup/policy.sock, default_action=DUNNO }")
+    toml = f'[postfix]\nlisten = "unix:{sock}"\nlisten_group = "{group}"\n' + LISTS
+    config = service_config(f"{setup.dir}/fastlookup.sock", postfix={"listen": f"unix:{sock}", "listen_group": group})
+    service = ServiceThread(config).start()
+    try:
+        done = setup.doctor(toml, "--no-resolvers")
+    finally:
+        service.stop()
+    assert (done.returncode == 1) == fails, done.stdout
+    if fails:
+        assert "user postfix cannot connect inside the chroot: Permission denied" in done.stdout
+    else:
+        assert "policy unix:fastlookup/policy.sock: user postfix can connect from inside the chroot" in done.stdout
