@@ -62,6 +62,19 @@ LISTENERS: dict[str, tuple[str, str]] = {
 }
 
 
+def _warn_empty_policies(config: Config) -> None:
+    """One warning per MTA-facing policy that can never refuse anybody: the silent set-up made loud (docs/access.md)."""
+    from .doctor.policy import checks_nothing
+
+    if not (config.postfix.listen or config.postfix.socketmap or config.postfix.exim):
+        return
+    for name in dict.fromkeys(["default", config.postfix.policy]):
+        policy = config.policy.get(name)
+        if policy is not None and checks_nothing(policy):
+            log.warning("policy %r checks nothing (no lists, no requirements): every client is accepted; "
+                        "see `fastlookup doctor`", name)
+
+
 def _setting(config: Config, dotted: str) -> Any:
     table, key = dotted.split(".")
     return getattr(getattr(config, table), key)
@@ -218,6 +231,7 @@ class Service:
                 self.health.start()
         self.running = True
         log.info("fastlookup %s ready on %s", __version__, config.server.socket)
+        _warn_empty_policies(config)
 
     def _make_shared(self, config: Config) -> Any:
         try:

@@ -131,3 +131,15 @@ def test_a_refused_socket_says_why_and_the_fix_without_a_traceback(nobody_dir, p
     assert "Traceback" not in done.stderr
     if "group" in expected:
         assert f"SupplementaryGroups={group}" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "policy, warned",
+    [({"default": {}}, True), ({"default": {"require_ptr": "defer"}}, False)],
+)
+def test_a_front_serving_an_empty_policy_is_logged(tmp_path, caplog, policy, warned):
+    """A service whose MTA front would apply a policy that checks nothing says so at start."""
+    config = service_config(str(tmp_path / "fastlookup.sock"), postfix={"listen": "inet:127.0.0.1:0"}, policy=policy)
+    with caplog.at_level("WARNING", logger="fastlookup.service"):
+        ServiceThread(config).start().stop()
+    assert any("checks nothing" in r.getMessage() for r in caplog.records) == warned

@@ -177,3 +177,57 @@ def test_unix_socket_is_probed_as_postfix(setup, group, fails):
         assert 'listen_group = "postfix"' in done.stdout
     else:
         assert f"unix:{sock}: user postfix can connect" in done.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="probing as other users needs root")
+@pytest.mark.parametrize(
+    "tables, extra, expected",
+    [
+        ({"postfix": {"exim": "unix:{d}/exim.sock"}}, (), "FAIL  postfix.exim unix:{d}/exim.sock: user Debian-exim cannot connect"),
+        ({"postfix": {"exim": "unix:{d}/exim.sock", "exim_group": "Debian-exim"}}, (), "ok    postfix.exim unix:{d}/exim.sock: user Debian-exim can connect"),
+        ({}, ("--rblsmtpd-user", "nobody:nogroup"), "FAIL  server.socket {d}/fastlookup.sock: tcpserver's user nobody:nogroup cannot connect"),
+        ({"server": {"socket_group": "nogroup"}}, ("--rblsmtpd-user", "nobody:nogroup"), "ok    server.socket {d}/fastlookup.sock: user nobody:nogroup can connect"),
+    ],
+)
+def test_exim_and_tcpserver_users_are_probed(setup, tables, extra, expected):
+    """The Exim socket is tried as Debian-exim and the msgpack socket as tcpserver's user:group; a wrong group is a FAIL."""
+    import grp
+    import json
+
+    try:
+        grp.getgrnam("Debian-exim")
+    except KeyError:
+        pytest.skip("no Debian-exim group (scripts/unpack-exim.sh makes it)")
+    d = setup.dir
+    tables = json.loads(json.dumps(tables).replace("{d}", d))
+    setup.postfix("")
+    toml = "".join(f"[{t}]\n" + "".join(f'{k} = "{v}"\n' for k, v in keys.items()) for t, keys in tables.items())
+    toml = f'[server]\nsocket = "{d}/fastlookup.sock"\n' + toml.replace("[server]\n", "") + LISTS
+    config = service_config(f"{d}/fastlookup.sock", **tables)
+    service = ServiceThread(config).start()
+    try:
+        done = setup.doctor(toml, "--no-resolvers", *extra)
+    finally:
+        service.stop()
+    assert expected.format(d=d) in done.stdout, done.stdout
+    assert (done.returncode == 1) == expected.startswith("FAIL"), done.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="probing inside the chroot needs root")
+@pytest.mark.parametrize("group, fails", [("", True), ("postfix", False)])
+def test_socket_inside_the_jail_is_probed_from_inside(setup, group, fails):
+    """A relative unix path under a chrooted smtpd is tried inside the jail as user postfix (access.md's alternative)."""
+    sock = f"{setup.dir}/queue/fastlookup/policy.sock"
+    setup.postfix("smtpd_recipient_restrictions = check_policy_service { unix:fastlookup/policy.sock, default_action=DUNNO }")
+    toml = f'[postfix]\nlisten = "unix:{sock}"\nlisten_group = "{group}"\n' + LISTS
+    config = service_config(f"{setup.dir}/fastlookup.sock", postfix={"listen": f"unix:{sock}", "listen_group": group})
+    service = ServiceThread(config).start()
+    try:
+        done = setup.doctor(toml, "--no-resolvers")
+    finally:
+        service.stop()
+    assert (done.returncode == 1) == fails, done.stdout
+    if fails:
+        assert "user postfix cannot connect inside the chroot: Permission denied" in done.stdout
+    else:
+        assert "policy unix:fastlookup/policy.sock: user postfix can connect from inside the chroot" in done.stdout

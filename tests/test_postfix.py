@@ -93,7 +93,7 @@ class PostfixInstance:
     def start(self) -> "PostfixInstance":
         postfix = find_binary("postfix")
         os.makedirs(self.conf)
-        os.makedirs(os.path.join(self.dir, "queue"))
+        os.makedirs(os.path.join(self.dir, "queue"), exist_ok=True)  # a socket may already live in the jail
         os.makedirs(os.path.join(self.dir, "data"))
         shutil.chown(os.path.join(self.dir, "data"), user="postfix")  # master.lock is made as the mail owner
         with open(os.path.join(self.conf, "main.cf"), "w") as fh:
