@@ -156,10 +156,9 @@ def test_listed_client_is_rejected_through_chrooted_smtpd(chrooted):
 
 
 @pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("chrooted", [("postfix.md", 0), ("postfix.md", 1)], ids=["policy", "socketmap"], indirect=True)
 def test_try_it_commands_print_what_the_page_shows(chrooted, index):
     """Each "Try it" command of docs/postfix.md, run as written (ports moved), prints exactly the output shown."""
-    if chrooted.doc != "postfix.md":
-        pytest.skip("the Try-it commands are postfix.md's set-up")
     command, shown = console(blocks("postfix.md", "console")[index])
     for old, new in chrooted.ports.items():
         command = command.replace(old, str(new))
