@@ -266,3 +266,29 @@ def test_delay_forwarder_delays_every_reply_and_keeps_the_answer(tmp_path):
             assert [(r.id, r.rcode()) for r in replies] == [(4242, 0), (4242, 3)]
         finally:
             fwd.stop()
+
+
+@pytest.mark.parametrize("tier, counted", [("redis", True), ("memory", False)])
+def test_redis_rows_count_only_checks_answered_by_the_redis_tier(tier, counted):
+    """A Redis-only check whose PTR answer came from memory is excluded; one from Redis is counted."""
+    from bench.contenders.viaclient import make_check
+
+    w = make_workload(400, 0.5, 2, 3)
+    host = _listed_host(w)
+    exp = w.expected(host)
+
+    class Answers:
+        def ptr(self, ip):
+            return dict(exp["ptr"], **{"from": tier})
+
+        def fcrdns(self, ip):
+            return exp["fcrdns"]
+
+        def dnsbl(self, ip):
+            return exp["dnsbl"]
+
+        def rhsbl(self, domain):
+            return exp["rhsbl"]
+
+    assert make_check(Answers(), False, w, redis_only=True)(host) == (None if counted else EXCLUDE)
+    assert make_check(Answers(), False, w)(host) is None  # the other rows count every right answer
