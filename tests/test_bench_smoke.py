@@ -214,6 +214,9 @@ def test_tiny_run_writes_well_formed_results(tmp_path):
         for figure in FIGURES:
             assert _is_figure(row[figure]), (row["name"], figure, row[figure])
         assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["p999_ms"]
+        # cpu_s is the client plus every server process, in every row (so CPU per check compares).
+        servers = sum(row["cpu_s_by_process"].values())
+        assert abs(row["cpu_s"] - (row["client_cpu_s"] + servers)) < 0.01, row["name"]
 
     must_run = {"dnspython-direct", "unbound", "pydnsbl"}
     if importlib.util.find_spec("fastlookup.client") is not None:
