@@ -1,7 +1,7 @@
 """``python -m bench`` / ``fastlookup bench``: run the side-by-side benchmark.
 
     python -m bench --quick --out /tmp/bench-out
-    python -m bench --delay-ms 20 --ips 20000 --concurrency 1,8,32 --out out/
+    python -m bench --delay-ms 30 --delay-spread-ms 10 --ips 20000 --concurrency 1,8,32 --out out/
 
 Modes set the defaults (``--tiny`` seconds, for the smoke test; ``--quick``
 under 3 minutes on 2 cores; none: the full run); every other flag wins over
@@ -147,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             "concurrency_levels": list(settings.concurrency),
             "max_checks_per_cell": settings.max_checks,
             "max_seconds_per_cell": settings.max_s,
-            "check": "one SMTP connection: ptr + fcrdns + dnsbl on every zone + rhsbl on the client's domain",
+            "check": "one SMTP connection: ptr + fcrdns + dnsbl on every zone + rhsbl on the client's domain; "
+            "every part judged against the workload (bench/contenders/verify.py)",
+            "failures": "unknown/timeout and wrong answers are their own columns and count in the percentiles "
+            f"at the client timeout ({settings.client_timeout_s} s) or what they took when longer",
             "concurrency_model": "threads with one sync client each (floor, fastlookup); "
             "asyncio tasks on one uvloop loop (dnspython, pydnsbl)",
             "warm_ups": run.warm_notes,

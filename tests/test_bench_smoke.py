@@ -214,6 +214,9 @@ def test_tiny_run_writes_well_formed_results(tmp_path):
         for figure in FIGURES:
             assert _is_figure(row[figure]), (row["name"], figure, row[figure])
         assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["p999_ms"]
+        # cpu_s is the client plus every server process, in every row (so CPU per check compares).
+        servers = sum(row["cpu_s_by_process"].values())
+        assert abs(row["cpu_s"] - (row["client_cpu_s"] + servers)) < 0.01, row["name"]
 
     must_run = {"dnspython-direct", "unbound", "pydnsbl"}
     if importlib.util.find_spec("fastlookup.client") is not None:
@@ -266,3 +269,29 @@ def test_delay_forwarder_delays_every_reply_and_keeps_the_answer(tmp_path):
             assert [(r.id, r.rcode()) for r in replies] == [(4242, 0), (4242, 3)]
         finally:
             fwd.stop()
+
+
+@pytest.mark.parametrize("tier, counted", [("redis", True), ("memory", False)])
+def test_redis_rows_count_only_checks_answered_by_the_redis_tier(tier, counted):
+    """A Redis-only check whose PTR answer came from memory is excluded; one from Redis is counted."""
+    from bench.contenders.viaclient import make_check
+
+    w = make_workload(400, 0.5, 2, 3)
+    host = _listed_host(w)
+    exp = w.expected(host)
+
+    class Answers:
+        def ptr(self, ip):
+            return dict(exp["ptr"], **{"from": tier})
+
+        def fcrdns(self, ip):
+            return exp["fcrdns"]
+
+        def dnsbl(self, ip):
+            return exp["dnsbl"]
+
+        def rhsbl(self, domain):
+            return exp["rhsbl"]
+
+    assert make_check(Answers(), False, w, redis_only=True)(host) == (None if counted else EXCLUDE)
+    assert make_check(Answers(), False, w)(host) is None  # the other rows count every right answer

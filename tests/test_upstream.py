@@ -281,7 +281,7 @@ def test_unreachable_port_fails_fast_and_rotates(zone_server, loop):
     """A server whose port is closed (ICMP unreachable) fails at once and the next server answers."""
     stats = Stats()
     dead = Server("127.0.0.1", closed_udp_port())
-    pool = UpstreamPool([dead, server_of(zone_server)], timeout_s=1.0, stats=stats)
+    pool = UpstreamPool([dead, server_of(zone_server)], timeout_s=5.0, stats=stats)
 
     async def main():
         t0 = asyncio.get_running_loop().time()
@@ -289,7 +289,7 @@ def test_unreachable_port_fails_fast_and_rotates(zone_server, loop):
         return answer, asyncio.get_running_loop().time() - t0
 
     answer, elapsed = run(main(), loop)
-    assert answer.ok and elapsed < 0.5
+    assert answer.ok and elapsed < 3.0  # generous: waiting out the dead server would take 5 s
     assert stats.counters["upstream_errors"][(dead.label, "error")] == 1
 
 
@@ -313,7 +313,7 @@ def test_blackholed_upstream_times_out_by_deadline(zone_server, loop, timeout_s,
 
     answer, elapsed = run(main(), loop)
     assert answer == Answer("timeout")
-    assert bound - 0.05 <= elapsed <= bound + 0.3
+    assert bound - 0.05 <= elapsed <= bound + 1.0  # generous upper bound; the tries' sum is 1.6 s for the first case
     assert stats.total("upstream_timeouts") == zone_server.count() <= attempts
 
 
