@@ -43,7 +43,7 @@ every source counts as a failed lookup (fail open unless ``-c``).
 
 Start-up matters: tcpserver starts this once per SMTP connection, so the
 whole process should cost about what a bare ``python -I -S`` does. The
-installed ``fastlookup-rblsmtpd`` is a small launcher (``scripts/``) that runs
+installed ``fastlookup-rblsmtpd`` is a small launcher (``fastlookup-rblsmtpd`` beside this file) that runs
 ``python -IS`` (no site-packages scan, no entry-point wrapper) and imports this
 module as a top-level module from its own directory, so no ``fastlookup``
 package ``__init__`` runs either. It is stdlib-only: the built-in ``posix`` and ``sys`` (not ``os``,
