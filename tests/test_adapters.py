@@ -435,7 +435,7 @@ def test_socketmap_fails_open_and_garbage_is_cut_off(tmp_path):
          {"ip": "192.0.2.99", "helo": "mx.example", "sender": "a@b.example"}),
         (b"ip=192.0.2.99 sender= policy=strict", b"reject 554 5.7.1 192.0.2.99 listed on bl.test\n",  # half-close, no LF
          {"ip": "192.0.2.99", "policy": "strict"}),
-        (b"ip= helo=x\n", b"accept\n", None),
+        (b"ip= helo=x\n", b"accept\n"),
     ],
 )
 def test_exim_line_over_a_socket(tmp_path, data, answer, args):
@@ -537,6 +537,23 @@ def test_socketmap_and_exim_against_real_lists(live):
     assert sm == ns(b"OK 554 5.7.1 192.0.2.99 listed on bl.test: Listed: see https://bl.test/192.0.2.99") + b"9:NOTFOUND ,"
     line = unix_exchange(f"{live.dir}/exim.sock", b"ip=192.0.2.1 helo=mx.example.test sender=a@spam.example\n", b"\n")
     assert line == b"reject 554 5.7.1 192.0.2.1 listed on dbl.test: Spam domain\n"
+
+
+@pytest.mark.parametrize(
+    "front, request_, answer",
+    [
+        ("policy.sock", b"client_address=192.0.2.99\n\n", b"action=554 "),
+        ("policy.sock", b"client_address=192.0.2.99\nsasl_username=alice\n\n", b"action=DUNNO\n\n"),
+        ("policy.sock", b"client_address=192.0.2.99\nsasl_username=\n\n", b"action=554 "),
+        ("exim.sock", b"ip=192.0.2.99\n", b"reject 554 "),
+        ("exim.sock", b'ip=192.0.2.99 authenticated="alice"\n', b"accept\n"),
+        ("exim.sock", b'ip=192.0.2.99 authenticated=""\n', b"reject 554 "),
+    ],
+)
+def test_authenticated_submissions_through_the_fronts(live, front, request_, answer):
+    """A SASL user (Postfix sasl_username, Exim authenticated=) is accepted without lookups; empty means not authenticated."""
+    until = b"\n\n" if front == "policy.sock" else b"\n"
+    assert unix_exchange(f"{live.dir}/{front}", request_, until).startswith(answer)
 
 
 def test_service_stop_closes_the_fronts(live):
