@@ -435,7 +435,7 @@ def test_socketmap_fails_open_and_garbage_is_cut_off(tmp_path):
          {"ip": "192.0.2.99", "helo": "mx.example", "sender": "a@b.example"}),
         (b"ip=192.0.2.99 sender= policy=strict", b"reject 554 5.7.1 192.0.2.99 listed on bl.test\n",  # half-close, no LF
          {"ip": "192.0.2.99", "policy": "strict"}),
-        (b"ip= helo=x\n", b"accept\n"),
+        (b"ip= helo=x\n", b"accept\n", None),
     ],
 )
 def test_exim_line_over_a_socket(tmp_path, data, answer, args):
