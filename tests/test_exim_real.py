@@ -17,6 +17,7 @@ fastlookup asks the test DNS server itself.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.slow
 EXIM = Path(os.environ.get("FASTLOOKUP_TEST_EXIM", "/opt/fastlookup-test/exim/usr/sbin/exim4"))
 DOC = Path(__file__).resolve().parents[1] / "docs" / "exim.md"
 RCPT = "user@example.test"
+V6 = "2001:db8::bad:1"  # Exim passes it fully expanded: 2001:0db8:0000:...
 
 CONFIG = """\
 primary_hostname = mx.fastlookup.test
@@ -74,7 +76,11 @@ def exim() -> Iterator[SimpleNamespace]:
     for sub in ("spool", "log"):
         os.makedirs(f"{directory}/{sub}")
         shutil.chown(f"{directory}/{sub}", user="Debian-exim", group="Debian-exim")
-    dns = DnsServer(records(), soa=SOAS)
+    data = records()
+    v6 = ipaddress.ip_address(V6).reverse_pointer.removesuffix(".ip6.arpa")
+    data[(f"{v6}.bl.test", "A")] = ["127.0.0.2"]
+    data[(f"{v6}.bl.test", "TXT")] = [f"Listed v6: see http://bl.test/{V6}"]
+    dns = DnsServer(data, soa=SOAS)
     dns.set_faults("5.113.0.203.in-addr.arpa", servfail=True)
     config = f"{directory}/exim.conf"
     service = None
@@ -132,6 +138,12 @@ def test_exim_passes_the_reply_through_unchanged(exim, ip, helo, sender, names, 
     code, status, words = own.split(" ", 2)
     expected = (int(code), status, words.removeprefix("Client host rejected: "))
     assert unwrap(rcpt_reply(exim, ip, helo, sender)) == expected
+
+def test_exim_ipv6_client_is_named_as_postfix_would(exim):
+    """An IPv6 client, which Exim passes fully expanded, is looked up and named in its short form."""
+    expected = (554, "5.7.1", f"Service unavailable; Client host [{V6}] blocked using bl.test; Listed v6: see http://bl.test/{V6}")
+    assert unwrap(rcpt_reply(exim, V6, "client.example", "a@sender.example")) == expected
+
 
 def test_exim_accepts_a_clean_client(exim):
     """A client with FCrDNS that no list names is accepted (250) through the documented ACL."""
