@@ -224,15 +224,15 @@ class PolicyEngine:
             return self._finish(policy, req, get, start, [finding], [], [], None)
 
         missing = False
-        seen = self.upstream_seen
+        fresh: dict[tuple[str, str], bool] = {}  # this call's answers from upstream: answered?
 
         def ask(name: str, rdtype: str) -> Answer | None:
             nonlocal missing
             answer = get(name, rdtype)
             if answer is None:
                 missing = True
-            elif answer[3] == "upstream" and answer[0] in _ANSWERED:
-                seen.answered()  # upstream is healthy: tempfail "auto" tells the client's DNS from ours
+            elif answer[3] == "upstream":  # tempfail "auto" tells the client's DNS from ours by these
+                fresh[(name, rdtype)] = answer[0] in _ANSWERED
             return answer
 
         findings: list[_Finding] = []
@@ -321,6 +321,12 @@ class PolicyEngine:
         if missing:
             return None
         # Last, once every answer of the call was seen: is the failure the client's DNS or ours?
+        seen = self.upstream_seen
+        if fresh:
+            if any(fresh.values()):
+                seen.answered()
+            else:
+                seen.failed(len(fresh))
         for check, status, mode, template in tempfails:
             if mode not in ("defer", "reject"):
                 skipped.append((check, None, status))
