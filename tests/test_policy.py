@@ -252,6 +252,12 @@ def test_authenticated_submissions_skip_lookups(authenticated, setting, action, 
         assert verdict["reasons"] == [{"check": "authenticated", "zone": None, "detail": "no lookups"}]
 
 
+def test_block_network_wins_over_authentication():
+    """A client in a block network is rejected even when authenticated: the block is the admin's explicit word."""
+    verdict = make_engine({"block": ["192.0.2.0/24"]}).prepare({"ip": IP, "authenticated": True})(table_get({}))
+    assert (verdict["action"], verdict["reasons"][0]["check"]) == ("reject", "block")
+
+
 # --- sender domain -----------------------------------------------------------------
 
 D = "sender.example"

@@ -216,12 +216,12 @@ class PolicyEngine:
         net = network_of(ip, policy.allow)
         if net is not None:  # internal clients and relays: no lookup at all
             return self._finish(policy, req, get, start, [], [Reason("allow", None, str(net))], [], None)
-        if req.authenticated and conf.authenticated == "accept":  # submission: PBL-listed IPs by design
-            return self._finish(policy, req, get, start, [], [Reason("authenticated", None, "no lookups")], [], None)
         net = network_of(ip, policy.block)
-        if net is not None:
+        if net is not None:  # an explicit block wins over authentication too
             finding = _Finding("reject", [Reason("block", None, str(net))], conf.block_text)
             return self._finish(policy, req, get, start, [finding], [], [], None)
+        if req.authenticated and conf.authenticated == "accept":  # submission: PBL-listed IPs by design
+            return self._finish(policy, req, get, start, [], [Reason("authenticated", None, "no lookups")], [], None)
 
         missing = False
         fresh: dict[tuple[str, str], bool] = {}  # this call's answers from upstream: answered?
