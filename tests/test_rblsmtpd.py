@@ -601,3 +601,39 @@ def test_qmail_front_benchmark_runs(tmp_path):
     assert {"bare", "no lookup", "lookup"} <= kinds
     assert all(row["runs"] == 20 and row["median_ms"] > 0 for row in rows)
     assert next(row for row in rows if row["kind"] == "bare")["ratio"] == 1.0
+
+
+def test_a_service_dripping_bytes_cannot_hold_the_front(tmp_path, monkeypatch):
+    """A service that answers a byte at a time, never finishing, is given up on at the call's deadline (fail open)."""
+    import threading
+
+    from fastlookup.adapters import rblsmtpd
+
+    path = str(tmp_path / "drip.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"\x94\x01\x01\xc0\xdb\x00\x0f\xff\xff")  # [1, 1, nil, a ~1 MiB string...
+            while not stop.wait(0.05):
+                try:
+                    conn.sendall(b"a")  # ... that arrives a byte at a time
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    monkeypatch.setattr(rblsmtpd, "CLIENT_TIMEOUT_S", 0.5)
+    try:
+        start = time.monotonic()
+        results = rblsmtpd.lookup(IP, [("r", "bl.example", None)], path)
+        assert results == [None] and time.monotonic() - start < 5
+    finally:
+        stop.set()
+        server.close()
+        thread.join(5)

@@ -171,8 +171,8 @@ def lookup(ip: str, sources: list[tuple[str, str, str | None]], socket: str | No
             calls.append(["check", {"ip": ip, "policy": name}])
         else:
             calls.append(["dnsbl", {"ip": ip, "zones": [name]}])
-    if len(ip) > MAX_IP:
-        _warn(f"TCPREMOTEIP of {len(ip)} characters is no address; treating lookups as failed")
+    if len(ip) > MAX_IP or not ip.isascii():
+        _warn(f"TCPREMOTEIP {log_ip(ip).decode()} is no address; treating lookups as failed")
         return [None] * len(sources)
     path = socket or _env("FASTLOOKUP_SOCKET") or DEFAULT_SOCKET
     try:
@@ -203,12 +203,14 @@ def lookup(ip: str, sources: list[tuple[str, str, str | None]], socket: str | No
 def _call(path: str, method: str, args: dict, timeout: float) -> tuple[object, object]:
     """``(error, result)`` of one msgpack-rpc request over the unix socket ``path``."""
     import _socket  # not "socket": its enum classes cost more than the whole lookup
+    from time import monotonic  # a built-in module: no file to load
 
     if __package__:
         from .minipack import pack, unpack
     else:  # run by the qmail launcher, with this directory on sys.path and no package import
         from minipack import pack, unpack  # type: ignore[no-redef]
 
+    deadline = monotonic() + timeout  # for the whole call: a service dripping bytes cannot hold us
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
@@ -216,6 +218,10 @@ def _call(path: str, method: str, args: dict, timeout: float) -> tuple[object, o
         sock.sendall(pack([0, 1, method, [args]]))
         data = b""
         while True:
+            left = deadline - monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no complete answer within {timeout:g} s")
+            sock.settimeout(left)
             chunk = sock.recv(65536)
             if not chunk:
                 raise ConnectionError("the service closed the connection")
