@@ -539,6 +539,23 @@ def test_socketmap_and_exim_against_real_lists(live):
     assert line == b"reject 554 5.7.1 192.0.2.1 listed on dbl.test: Spam domain\n"
 
 
+@pytest.mark.parametrize(
+    "front, request_, answer",
+    [
+        ("policy.sock", b"client_address=192.0.2.99\n\n", b"action=554 "),
+        ("policy.sock", b"client_address=192.0.2.99\nsasl_username=alice\n\n", b"action=DUNNO\n\n"),
+        ("policy.sock", b"client_address=192.0.2.99\nsasl_username=\n\n", b"action=554 "),
+        ("exim.sock", b"ip=192.0.2.99\n", b"reject 554 "),
+        ("exim.sock", b'ip=192.0.2.99 authenticated="alice"\n', b"accept\n"),
+        ("exim.sock", b'ip=192.0.2.99 authenticated=""\n', b"reject 554 "),
+    ],
+)
+def test_authenticated_submissions_through_the_fronts(live, front, request_, answer):
+    """A SASL user (Postfix sasl_username, Exim authenticated=) is accepted without lookups; empty means not authenticated."""
+    until = b"\n\n" if front == "policy.sock" else b"\n"
+    assert unix_exchange(f"{live.dir}/{front}", request_, until).startswith(answer)
+
+
 def test_service_stop_closes_the_fronts(live):
     """Stopping the service closes the fronts and removes their socket files."""
     path = f"{live.dir}/policy.sock"

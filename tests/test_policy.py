@@ -10,6 +10,7 @@ import pytest
 from fastlookup.cache.entry import TtlPolicy
 from fastlookup.cache.memory import MemoryCache
 from fastlookup.checks.policy import PolicyEngine
+from fastlookup.checks.tempfail import MAX_STREAK
 from fastlookup.checks.zones import ZoneRegistry
 from fastlookup.config import load_config
 from fastlookup.errors import BadRequest, ConfigError, InvalidArgument
@@ -199,6 +200,8 @@ MEMORY_NX = Answer("nxdomain", (), 300, "memory")  # a cache hit proves nothing 
          "skipped: servfail (upstream not answering: our outage, failed open)"),
         ("auto", "require_ptr", "defer", MEMORY_NX, None, "accept", None, None),  # only cache hits: unknown health
         ("auto", "require_ptr", "defer", SERVFAIL, None, "accept", None, None),  # everything fails: our outage
+        ("auto", "require_ptr", "defer", "outage", 10, "accept", None,  # answered 10 s ago, all failing since
+         "skipped: servfail (upstream not answering: our outage, failed open)"),
         ("auto", "require_ptr", "tag", NX, 0, "accept", None, "skipped: servfail"),  # tag never defers
         ("defer", "require_ptr", "defer", MEMORY_NX, None, "defer", 450, "temporary failure: servfail; tempfail=defer"),
         ("accept", "require_ptr", "reject", NX, 0, "accept", None, "skipped: servfail (tempfail=accept)"),
@@ -208,9 +211,13 @@ def test_tempfail_tells_the_clients_dns_from_ours(tempfail, check_key, mode, oth
     """A failing PTR defers (450) while upstream answers other questions, fails open when it answers nothing."""
     clock = FakeClock()
     engine = make_engine({tempfail and "tempfail": tempfail, check_key: mode, "dnsbl": ["bl.example"]}, clock=clock)
-    if age_s is not None and other is None:  # an earlier call saw upstream answer, age_s seconds ago
+    if age_s is not None and other in (None, "outage"):  # an earlier call saw upstream answer, age_s seconds ago
         check(engine, {(PTR, "PTR"): ok("host.example.com"), ("host.example.com", "A"): ok(IP)})
         clock.now += age_s
+    if other == "outage":  # since then, every question of other calls failed
+        for _ in range(MAX_STREAK):
+            check(engine, {(PTR, "PTR"): TIMEOUT, (f"{REV}.bl.example", "A"): TIMEOUT})
+        other = None
     table = {(PTR, "PTR"): SERVFAIL, (f"{REV}.bl.example", "A"): other or MEMORY_NX}
     verdict = check(engine, table)
     assert (verdict["action"], verdict["smtp_code"]) == (action, code)
@@ -243,6 +250,12 @@ def test_authenticated_submissions_skip_lookups(authenticated, setting, action, 
     assert bool(asked) is asked_any
     if not asked_any:
         assert verdict["reasons"] == [{"check": "authenticated", "zone": None, "detail": "no lookups"}]
+
+
+def test_block_network_wins_over_authentication():
+    """A client in a block network is rejected even when authenticated: the block is the admin's explicit word."""
+    verdict = make_engine({"block": ["192.0.2.0/24"]}).prepare({"ip": IP, "authenticated": True})(table_get({}))
+    assert (verdict["action"], verdict["reasons"][0]["check"]) == ("reject", "block")
 
 
 # --- sender domain -----------------------------------------------------------------

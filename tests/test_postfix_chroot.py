@@ -150,7 +150,7 @@ def test_smtpd_really_runs_chrooted(chrooted):
 def test_listed_client_is_rejected_through_chrooted_smtpd(chrooted):
     """The RFC 5782 test point, outside the documented allow list, is rejected with the list's text."""
     code, reply = rcpt(chrooted.postfix, "127.0.0.2", sender="a@example.test")
-    expected = ("5.7.1 " + chrooted.prefix + "Service unavailable; client [127.0.0.2] blocked using zen.spamhaus.org: "
+    expected = ("5.7.1 " + chrooted.prefix + "Service unavailable; Client host [127.0.0.2] blocked using zen.spamhaus.org; "
                 "https://www.spamhaus.org/query/ip/127.0.0.2")
     assert (code, reply) == (554, expected), chrooted.postfix.log()
 

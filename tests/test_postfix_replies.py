@@ -269,3 +269,11 @@ def test_blackholed_upstream_accepts_with_fail_open(mta):
     verdict = mta.dead.call("check", {"ip": "192.0.2.30", "helo": "client.example", "sender": "a@sender.example"})
     assert (verdict["action"], verdict["fail_open"]) == ("accept", True)
     assert any("upstream not answering" in r["detail"] for r in verdict["reasons"]), verdict["reasons"]
+
+
+@pytest.mark.parametrize("port", ["rcpt", "client"])
+def test_authenticated_submission_skips_the_lists(mta, port):
+    """A SASL-authenticated client (XCLIENT LOGIN: Postfix sends sasl_username) on a list is accepted without lookups."""
+    code, text = session(mta.postfix, port, "192.0.2.66", "client.example", "a@sender.example",
+                         "NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE] LOGIN=alice")
+    assert code == 250 and text.startswith("2.0.0 Ok: queued as "), mta.postfix.log()

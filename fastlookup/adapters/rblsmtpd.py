@@ -25,25 +25,35 @@ Additions:
 
 * ``-r zone:text`` (the widely used patch): a list that publishes A records
   only; ``text`` is the error text (``%IP%`` in it becomes the client's address).
+  Plain ``-r zone`` is the original's TXT-only mode: a listing with an A record
+  and no TXT passes.
 * ``-p NAME``: apply the fastlookup policy NAME (``check``) at that point:
   reject/defer verdicts block with the verdict's code and text. With neither
   ``-r`` nor ``-p``, the ``default`` policy is applied last — where the
   original used its built-in list (``rbl.maps.vix.com``, long gone).
 * ``--socket PATH`` (else ``$FASTLOOKUP_SOCKET``, else the default path) and
   ``$TCP6REMOTEIP`` when ``$TCPREMOTEIP`` is not set.
-* A listed client whose list publishes no TXT is blocked with
-  ``IP listed on zone`` (the original would let it through silently).
+* ``-t N`` beyond what ``alarm(2)`` takes (``-t 4294967296``) is cut to
+  ``MAX_TIMEOUT_S`` instead of failing; a ``$TCPREMOTEIP`` holding control
+  bytes (a newline, ESC) is written ``\\xNN``-escaped in the log line, so it
+  cannot forge or garble log lines.
 
 All lookups are asked in one batch call; if the service cannot be reached
 every source counts as a failed lookup (fail open unless ``-c``).
 
-Start-up matters (one process per SMTP connection): this module imports only
-``os`` and ``sys``; the client is imported only when a lookup is needed.
+Start-up matters: tcpserver starts this once per SMTP connection, so the
+whole process should cost about what a bare ``python -I -S`` does. The
+installed ``fastlookup-rblsmtpd`` is a small launcher (``fastlookup-rblsmtpd`` beside this file) that runs
+``python -IS`` (no site-packages scan, no entry-point wrapper) and imports this
+module as a top-level module from its own directory, so no ``fastlookup``
+package ``__init__`` runs either. It is stdlib-only: the built-in ``posix`` and ``sys`` (not ``os``,
+which a ``-S`` start has not loaded), and for a lookup ``_socket`` and the few lines of msgpack in ``minipack`` instead of the
+``msgpack`` package and the client. ``bench/qmail_front.py`` measures it
+against the bare interpreter.
 """
 
-from __future__ import annotations
 
-import os
+import posix  # not "os": with -S nothing has imported it yet, and it costs 15% of the interpreter's start
 import sys
 
 __all__ = ["main", "parse_args", "Options", "decide", "message_for", "dialogue", "USAGE"]
@@ -56,6 +66,11 @@ USAGE = (
 LOG_PREFIX = "rblsmtpd: "  # the original's stderr line, so existing log parsers keep working
 CLIENT_TIMEOUT_S = 3.0  # above a policy's deadline (default 1.5 s): the service answers first
 MAX_LINE = 1 << 20  # the original's line buffer has no bound; ours stops at 1 MiB
+#: -t larger than this (alarm(2) takes an unsigned int) is cut to it: ~68 years.
+MAX_TIMEOUT_S = (1 << 31) - 1
+MAX_IP = 64  # a longer $TCPREMOTEIP is no address: not sent to the service
+MAX_RESPONSE = 1 << 20
+DEFAULT_SOCKET = "/run/fastlookup/fastlookup.sock"  # as fastlookup.config (not imported: start-up cost)
 
 ACCEPT, BLOCK_TEMP, BLOCK_PERM = 1, 2, 3  # the original's decisions (0: undecided)
 
@@ -121,13 +136,17 @@ def parse_args(argv: list[str]) -> Options:
 
 
 def _scan_ulong(text: str) -> int:
-    """scan_ulong: the leading digits, 0 when there are none (``-t x`` means 0, as in the original)."""
+    """scan_ulong: the leading digits, 0 when there are none (``-t x`` means 0, as in the original).
+
+    Bounded to ``MAX_TIMEOUT_S`` (and to 20 digits read), so ``-t 4294967296``
+    waits "for ever" instead of raising OverflowError in ``signal.alarm``.
+    """
     digits = ""
-    for ch in text:
-        if not ch.isdigit():
+    for ch in text[:20]:
+        if not "0" <= ch <= "9":
             break
         digits += ch
-    return int(digits) if digits else 0
+    return min(int(digits), MAX_TIMEOUT_S) if digits else 0
 
 
 def _sources(opts: Options) -> list[tuple[str, str, str | None]]:
@@ -149,20 +168,18 @@ def lookup(ip: str, sources: list[tuple[str, str, str | None]], socket: str | No
     calls = []
     for kind, name, _ in sources:
         if kind == "p":
-            calls.append(("check", {"ip": ip, "policy": name}))
+            calls.append(["check", {"ip": ip, "policy": name}])
         else:
-            calls.append(("dnsbl", {"ip": ip, "zones": [name]}))
+            calls.append(["dnsbl", {"ip": ip, "zones": [name]}])
+    if len(ip) > MAX_IP or not ip.isascii():
+        _warn(f"TCPREMOTEIP {log_ip(ip).decode()} is no address; treating lookups as failed")
+        return [None] * len(sources)
+    path = socket or _env("FASTLOOKUP_SOCKET") or DEFAULT_SOCKET
     try:
-        from fastlookup.client import Client  # lazy: only a lookup pays for it
-
-        client = Client(socket, timeout=CLIENT_TIMEOUT_S)
-        try:
-            answer = client.batch(calls)
-        finally:
-            close = getattr(client, "close", None)
-            if close is not None:
-                close()
-    except Exception as exc:  # unreachable, timed out, refused: every source failed
+        error, answer = _call(path, "batch", {"calls": calls}, CLIENT_TIMEOUT_S)
+        if error is not None:
+            raise ValueError(f"service error: {_get(error, 'message') or error}")
+    except Exception as exc:  # unreachable, timed out, refused, garbled: every source failed
         _warn(f"cannot ask fastlookup ({type(exc).__name__}: {exc}); treating lookups as failed")
         return [None] * len(sources)
     results = answer if isinstance(answer, list) else _get(answer, "results")
@@ -180,6 +197,48 @@ def lookup(ip: str, sources: list[tuple[str, str, str | None]], socket: str | No
     return out
 
 
+# --- the msgpack-rpc call ------------------------------------------------------------------------
+
+
+def _call(path: str, method: str, args: dict, timeout: float) -> tuple[object, object]:
+    """``(error, result)`` of one msgpack-rpc request over the unix socket ``path``."""
+    import _socket  # not "socket": its enum classes cost more than the whole lookup
+    from time import monotonic  # a built-in module: no file to load
+
+    if __package__:
+        from .minipack import pack, unpack
+    else:  # run by the qmail launcher, with this directory on sys.path and no package import
+        from minipack import pack, unpack  # type: ignore[no-redef]
+
+    deadline = monotonic() + timeout  # for the whole call: a service dripping bytes cannot hold us
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(pack([0, 1, method, [args]]))
+        data = b""
+        while True:
+            left = deadline - monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no complete answer within {timeout:g} s")
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the service closed the connection")
+            data += chunk
+            if len(data) > MAX_RESPONSE:
+                raise ValueError(f"a response over {MAX_RESPONSE} bytes")
+            try:
+                message, _ = unpack(data, 0)
+            except IndexError:  # not all of it yet
+                continue
+            if not (isinstance(message, list) and len(message) == 4 and message[0] == 1 and message[1] == 1):
+                raise ValueError("not a msgpack-rpc response to our request")
+            return message[2], message[3]
+    finally:
+        sock.close()
+
+
 def _get(obj: object, key: str) -> object:
     try:
         return obj[key]  # type: ignore[index]
@@ -189,7 +248,7 @@ def _get(obj: object, key: str) -> object:
 
 def _warn(text: str) -> None:
     try:
-        os.write(2, f"{PROG}: warning: {text}\n".encode("ascii", "replace"))
+        posix.write(2, f"{PROG}: warning: {text}\n".encode("ascii", "replace"))
     except OSError:
         pass
 
@@ -250,13 +309,10 @@ def decide(
                         decision = ACCEPT
             elif flag == "r":
                 hits = _get(result, "hits") or []
-                if hits:
-                    fixed = source[2]
-                    hit_text = _get(hits[0], "text")
-                    if fixed is not None:
-                        text = fixed.replace("%IP%", ip)
-                    else:
-                        text = hit_text if hit_text else f"{ip} listed on {source[1]}"
+                fixed = source[2]
+                hit_text = _get(hits[0], "text") if hits else None
+                if hits and (fixed is not None or hit_text):  # plain -r: TXT only, as the original
+                    text = fixed.replace("%IP%", ip) if fixed is not None else str(hit_text)
                     decision = BLOCK_PERM if bounce else BLOCK_TEMP
                 elif _get(result, "unknown"):
                     mustnotbounce = True
@@ -297,7 +353,7 @@ def dialogue(message: bytes, read_fd: int = 0, write_fd: int = 1) -> None:
     pending = b""
     while True:
         try:
-            chunk = os.read(read_fd, 4096)
+            chunk = posix.read(read_fd, 4096)
         except OSError:
             return
         if not chunk:
@@ -322,25 +378,31 @@ def dialogue(message: bytes, read_fd: int = 0, write_fd: int = 1) -> None:
 def _write(fd: int, data: bytes) -> None:
     while data:
         try:
-            n = os.write(fd, data)
+            n = posix.write(fd, data)
         except OSError:
-            os._exit(0)  # the client went away: nothing left to do (the original exits too)
+            posix._exit(0)  # the client went away: nothing left to do (the original exits too)
         data = data[n:]
+
+
+def log_ip(ip: str) -> bytes:
+    """``ip`` for the log line: bytes outside 33..126 and backslashes as ``\\xNN`` (no forged lines, no ESC)."""
+    raw = ip.encode("utf-8", "surrogateescape")[:MAX_IP * 4]
+    return b"".join(bytes((c,)) if 33 <= c <= 126 and c != 92 else b"\\x%02x" % c for c in raw)
 
 
 def block(ip: str, message: bytes, timeout: int) -> None:
     """Log the original's stderr line, then answer (and exit)."""
     try:
-        os.write(2, LOG_PREFIX.encode() + ip.encode("ascii", "replace") + b" pid %d: " % os.getpid() + message + b"\n")
+        posix.write(2, LOG_PREFIX.encode() + log_ip(ip) + b" pid %d: " % posix.getpid() + message + b"\n")
     except OSError:
         pass
     if not timeout:
         _write(1, message + b"\r\n")
         return
-    import signal
+    import _signal  # not "signal": its enums cost milliseconds
 
-    signal.signal(signal.SIGALRM, lambda *_: os._exit(0))  # drop the conversation, exit 0 as the original
-    signal.alarm(timeout)
+    _signal.signal(_signal.SIGALRM, lambda *_: posix._exit(0))  # drop the conversation, exit 0 as the original
+    _signal.alarm(timeout)
     dialogue(message)
 
 
@@ -350,11 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = parse_args(args)
     except UsageError as exc:
-        os.write(2, f"{PROG}: {exc}\n{USAGE}\n".encode())
+        posix.write(2, f"{PROG}: {exc}\n{USAGE}\n".encode())
         return 100
-    env = os.environ
-    ip = env.get("TCPREMOTEIP") or env.get("TCP6REMOTEIP") or ""
-    env_value = env.get("RBLSMTPD")
+    ip = _env("TCPREMOTEIP") or _env("TCP6REMOTEIP") or ""
+    env_value = _env("RBLSMTPD")
     results = None
     sources = _sources(opts)
     if env_value is None and ip:
@@ -367,11 +428,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sys.stdout.flush()
     try:
-        os.execvp(opts.program[0], opts.program)
+        execvp(opts.program[0], opts.program)
     except OSError as exc:
-        os.write(2, f"{PROG}: fatal: unable to run {opts.program[0]}: {exc.strerror or exc}\n".encode("utf-8", "replace"))
+        posix.write(2, f"{PROG}: fatal: unable to run {opts.program[0]}: {exc.strerror or exc}\n".encode("utf-8", "replace"))
         return 111
     return 111  # not reached
+
+
+def _env(name: str) -> str | None:
+    """An environment variable as str (bytes the locale cannot decode kept as surrogates), or None."""
+    value = posix.environ.get(name.encode())
+    return None if value is None else value.decode("utf-8", "surrogateescape")
+
+
+def execvp(file: str, args: list[str]) -> None:
+    """``os.execvp`` without importing ``os``: ``file`` as a path, or searched in ``$PATH``."""
+    if "/" in file:
+        posix.execv(file, args)
+    error: OSError | None = None
+    for directory in (_env("PATH") or "/bin:/usr/bin").split(":"):
+        try:
+            posix.execv((directory or ".") + "/" + file, args)
+        except OSError as exc:  # ENOENT, EACCES, ENOTDIR...: the next directory, as execvp(3)
+            if error is None or exc.errno != 2:
+                error = exc
+    raise error or FileNotFoundError(2, "No such file or directory")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ from .fcrdns import fcrdns
 from .listing import dnsbl_listing, rhsbl_listing
 from .maildomain import mail_domain
 from .rules import CompiledPolicy, network_of, weight_of
-from .templates import TXT_MAX, clean, render
+from .templates import CLASS, TXT_MAX, address, clean, listing_text, render
 from .tempfail import UpstreamSeen, defers
 from .verdictlog import NOTE_INTERVAL_S, Notes, log_verdict
 from .zones import Zone, ZoneRegistry
@@ -66,9 +66,6 @@ SEVERITY = {"tag": 1, "defer": 2, "reject": 3}
 _EPSILON = 1e-9
 #: A temporary DNS failure always gives 450, even where 5xx is configured (as Postfix).
 TEMPFAIL_CODE = 450
-#: What Postfix calls each RHSBL target in its replies ($rbl_class).
-CLASS = {"ip": "Client host", "client": "Client host", "helo": "Helo command",
-         "sender": "Sender address", "recipient": "Recipient address"}
 
 @dataclass(frozen=True, slots=True)
 class _Request:
@@ -142,10 +139,6 @@ def _authenticated(args: Mapping) -> bool:
     raise BadRequest(f"argument 'authenticated' must be a boolean or a string, got {type(value).__name__}")
 
 
-def _address(raw: str | None) -> str:
-    return clean((raw or "").strip().strip("<>"))
-
-
 class PolicyEngine:
     """Compiles the configured policies and prepares ``check`` calls against them."""
 
@@ -216,23 +209,23 @@ class PolicyEngine:
         net = network_of(ip, policy.allow)
         if net is not None:  # internal clients and relays: no lookup at all
             return self._finish(policy, req, get, start, [], [Reason("allow", None, str(net))], [], None)
-        if req.authenticated and conf.authenticated == "accept":  # submission: PBL-listed IPs by design
-            return self._finish(policy, req, get, start, [], [Reason("authenticated", None, "no lookups")], [], None)
         net = network_of(ip, policy.block)
-        if net is not None:
+        if net is not None:  # an explicit block wins over authentication too
             finding = _Finding("reject", [Reason("block", None, str(net))], conf.block_text)
             return self._finish(policy, req, get, start, [finding], [], [], None)
+        if req.authenticated and conf.authenticated == "accept":  # submission: PBL-listed IPs by design
+            return self._finish(policy, req, get, start, [], [Reason("authenticated", None, "no lookups")], [], None)
 
         missing = False
-        seen = self.upstream_seen
+        fresh: dict[tuple[str, str], bool] = {}  # this call's answers from upstream: answered?
 
         def ask(name: str, rdtype: str) -> Answer | None:
             nonlocal missing
             answer = get(name, rdtype)
             if answer is None:
                 missing = True
-            elif answer[3] == "upstream" and answer[0] in _ANSWERED:
-                seen.answered()  # upstream is healthy: tempfail "auto" tells the client's DNS from ours
+            elif answer[3] == "upstream":  # tempfail "auto" tells the client's DNS from ours by these
+                fresh[(name, rdtype)] = answer[0] in _ANSWERED
             return answer
 
         findings: list[_Finding] = []
@@ -314,13 +307,19 @@ class PolicyEngine:
         if positive and score >= conf.threshold - _EPSILON:
             reason, values, zone = positive[0]
             others = [h[0] for h in hits if h[0] is not reason]
-            findings.insert(0, _Finding(conf.on_listed, [reason] + others, *_listing_text(zone, conf.reject_text, values)))
+            findings.insert(0, _Finding(conf.on_listed, [reason] + others, *listing_text(zone.message, conf.reject_text, values)))
         else:
             notes[:0] = [h[0] for h in hits]
 
         if missing:
             return None
         # Last, once every answer of the call was seen: is the failure the client's DNS or ours?
+        seen = self.upstream_seen
+        if fresh:
+            if any(fresh.values()):
+                seen.answered()
+            else:
+                seen.failed(len(fresh))
         for check, status, mode, template in tempfails:
             if mode not in ("defer", "reject"):
                 skipped.append((check, None, status))
@@ -346,8 +345,8 @@ class PolicyEngine:
     ) -> float:
         """RHSBL zones on their targets; adds hits, returns the weight they add."""
         values = {"client": name, "helo": req.helo, "sender": req.sender_domain, "recipient": req.recipient_domain}
-        what = {"client": clean(name), "helo": clean(req.helo_raw), "sender": _address(req.sender_raw),
-                "recipient": _address(req.recipient_raw)}
+        what = {"client": clean(name), "helo": clean(req.helo_raw), "sender": address(req.sender_raw),
+                "recipient": address(req.recipient_raw)}
         # One query per (zone, domain), even when the HELO name is the sender's domain.
         by_domain: dict[str, dict[Zone, list[str]]] = {}
         for zone in policy.rhsbl:
@@ -417,8 +416,8 @@ class PolicyEngine:
                 "ip": str(req.ip),
                 "name": name or "unknown",
                 "helo": clean(req.helo_raw),
-                "sender": _address(req.sender_raw) or "<>",
-                "recipient": _address(req.recipient_raw),
+                "sender": address(req.sender_raw) or "<>",
+                "recipient": address(req.recipient_raw),
                 "policy": policy.name,
                 "zone": "",
                 "code": "",
@@ -470,19 +469,3 @@ class PolicyEngine:
 
 _ANSWERED = frozenset({"ok", "nxdomain", "nodata"})
 
-
-def _listing_text(zone: Zone, reject_text: str, values: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """The template of a listing and its values.
-
-    A zone's ``message`` is the text the list does not publish (Sun's dns_verify
-    "default text"): with no TXT it becomes ``$txt``; with a TXT the TXT wins.
-    A ``message`` that itself names ``$txt`` is a whole reply template (older form).
-    """
-    message = zone.message
-    if not message:
-        return reject_text, values
-    if "$txt" in message or "${txt" in message:
-        return message, values
-    if not values.get("txt"):
-        values["_message"] = message  # rendered in _finish, with every value known
-    return reject_text, values

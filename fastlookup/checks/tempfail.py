@@ -6,11 +6,13 @@ retries (``reject_unknown_reverse_client_hostname``). When upstream itself is
 unreachable, every question fails and deferring would turn our outage into
 everybody's: the check fails open instead. "Upstream healthy" is a fact
 measured here, not configured: some other question got a real answer from
-upstream (ok, NXDOMAIN or NODATA) within the last ``WINDOW_S`` seconds.
+upstream (ok, NXDOMAIN or NODATA) within the last ``WINDOW_S`` seconds, and
+upstream has not failed every question since (``MAX_STREAK`` failed
+questions in a row mean an outage started, even inside the window).
 
-The tracker is fed by the policy engine with the answers its checks see that
-came from upstream just now, so it costs one comparison per answer; time is
-injected (the engine's clock), so tests step it.
+The tracker is fed by the policy engine once per check with the answers that
+came from upstream for it (cache hits prove nothing about upstream now); time
+is injected (the engine's clock), so tests step it.
 """
 
 from __future__ import annotations
@@ -18,31 +20,39 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-__all__ = ["UpstreamSeen", "WINDOW_S", "MODES", "defers"]
+__all__ = ["UpstreamSeen", "WINDOW_S", "MAX_STREAK", "MODES", "defers"]
 
 #: "Other questions answered in the last minute".
 WINDOW_S = 60.0
+#: Upstream questions failed in a row (none answered) that mean upstream is down.
+MAX_STREAK = 20
 MODES = ("auto", "defer", "accept")
 
 
 class UpstreamSeen:
     """When upstream last gave a real answer (not a failure)."""
 
-    __slots__ = ("clock", "window_s", "last_ok")
+    __slots__ = ("clock", "window_s", "last_ok", "streak")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, window_s: float = WINDOW_S) -> None:
         self.clock = clock
         self.window_s = window_s
         self.last_ok: float | None = None
+        self.streak = 0  # upstream questions failed since the last answer
 
     def answered(self) -> None:
         """Upstream just answered a question."""
         self.last_ok = self.clock()
+        self.streak = 0
+
+    def failed(self, n: int = 1) -> None:
+        """Upstream just failed ``n`` questions (SERVFAIL, timeout...) and answered none."""
+        self.streak = min(self.streak + n, 1 << 30)
 
     def healthy(self) -> bool:
-        """True when upstream answered some question within the window."""
+        """True when upstream answered some question within the window and has not failed every one since."""
         last = self.last_ok
-        return last is not None and self.clock() - last <= self.window_s
+        return last is not None and self.clock() - last <= self.window_s and self.streak < MAX_STREAK
 
 
 def defers(mode: str, seen: UpstreamSeen) -> tuple[bool, str]:

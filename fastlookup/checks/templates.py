@@ -41,7 +41,8 @@ import re
 from string import Template
 
 __all__ = [
-    "clean", "render", "TXT_MAX", "VALUE_MAX", "TEXT_MAX", "DEFAULT_REJECT_TEXT", "POSTFIX_ALIASES",
+    "clean", "render", "address", "listing_text", "CLASS", "TXT_MAX", "VALUE_MAX", "TEXT_MAX",
+    "DEFAULT_REJECT_TEXT", "POSTFIX_ALIASES",
 ]
 
 #: Cut of a list's TXT text, as rblsmtpd does (200 characters).
@@ -54,6 +55,10 @@ TEXT_MAX = 450
 DEFAULT_REJECT_TEXT = "Service unavailable; $class [$what] blocked using $zone${txt?; $txt}"
 #: Postfix's template variable names, as aliases of ours.
 POSTFIX_ALIASES = {"rbl_class": "class", "rbl_what": "what", "rbl_domain": "zone", "rbl_reason": "txt", "rbl_code": "code"}
+
+#: What Postfix calls each kind of listed item in its replies ($rbl_class).
+CLASS = {"ip": "Client host", "client": "Client host", "helo": "Helo command",
+         "sender": "Sender address", "recipient": "Recipient address"}
 
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 _SPACES = re.compile(r"\s+")
@@ -107,3 +112,25 @@ def render(template: str | None, values: dict[str, str]) -> str:
     if text:
         return text
     return clean(_template(_conditionals(DEFAULT_REJECT_TEXT, values)).safe_substitute(values), TEXT_MAX).rstrip(" :;,")
+
+
+def address(raw: str | None) -> str:
+    """An envelope address as a text shows it: cleaned, without its angle brackets."""
+    return clean((raw or "").strip().strip("<>"))
+
+
+def listing_text(message: str | None, reject_text: str, values: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The template of a listing and its values.
+
+    A zone's ``message`` is the text the list does not publish (Sun's dns_verify
+    "default text"): with no TXT it becomes ``$txt``; with a TXT the TXT wins.
+    A ``message`` that itself names ``$txt`` is a whole reply template (older form).
+    The message is rendered last, with every value known (``_message``).
+    """
+    if not message:
+        return reject_text, values
+    if "$txt" in message or "${txt" in message:
+        return message, values
+    if not values.get("txt"):
+        values["_message"] = message
+    return reject_text, values
