@@ -25,6 +25,7 @@ import sys
 import time
 from array import array
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 from .datasets import BUILDERS, DN, IP4, IP6, Builder, TooMany
@@ -141,14 +142,23 @@ class ZoneData:
         return None, None
 
 
+@lru_cache(maxsize=4096)
+def _code(a: int) -> str:
+    return ip4atos(a)
+
+
 def _add(codes: list[str], txts: list[str], rrs: Iterable, s0: str, subst: tuple) -> None:
+    base = subst[10]
     for a, template in rrs:
-        code = ip4atos(a)
+        code = _code(a)
         if code not in codes:
             codes.append(code)
-        txt = txtsubst(template, s0, subst) if template or subst[10] else ""
+        if base or "$" in template:
+            txt = txtsubst(template, s0, subst)
+        else:
+            txt = template[:254]
         if txt:
-            text = to_text(txt)
+            text = txt if txt.isascii() else to_text(txt)
             if text not in txts:
                 txts.append(text)
 
@@ -203,8 +213,10 @@ def _special(builder: Builder, w: str) -> str:
 
 
 #: A run of bare dotted-quad lines (the bulk of a data feed), at most 20000 lines a match so no
-#: single C call (regex, split, inet_aton) holds the GIL for long.
-_RUN4 = re.compile(r"(?<![^\n])(?:[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\n){1,20000}")
+#: single C call (regex, split, inet_aton) holds the GIL for more than a few ms.
+_RUN4 = re.compile(r"(?<![^\n])(?:[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\n){1,4000}")
+#: Bytes of a file decoded and parsed at a time (cut at a newline), for the same reason.
+_SEGMENT = 1 << 20
 #: An octet with a leading zero: rbldnsd reads "010" as 10, inet_aton as 8 (octal).
 _LEADING_ZERO = re.compile(r"(?<![0-9])0[0-9]")
 _LITTLE = sys.byteorder == "little"
@@ -228,14 +240,30 @@ def _bulk4(builder: Any, run: str) -> bool:
     return True
 
 
-def parse_text(builder: Builder, text: str, ctx: _Context) -> None:
-    """Feed one file's text (latin-1, complete lines) to ``builder``: rbldnsd's ``readdslines``."""
+def parse_text(builder: Builder, data: bytes, ctx: _Context) -> None:
+    """Feed one file's bytes (complete lines) to ``builder``: rbldnsd's ``readdslines``.
+
+    The bytes are read as latin-1 (one character a byte) a segment of about
+    1 MB at a time, so no single decode or split holds the GIL for long.
+    """
     builder.start()
-    if getattr(builder, "bulk32", None) is None:
-        _parse_lines(builder, text, ctx, 0)
-        return
-    pos = 0
     lineno = 0
+    pos = 0
+    n = len(data)
+    while pos < n:
+        end = data.find(b"\n", pos + _SEGMENT)
+        end = n if end < 0 else end + 1
+        text = data[pos:end].decode("latin-1")
+        lineno = _parse_segment(builder, text, ctx, lineno)
+        pos = end
+
+
+def _parse_segment(builder: Builder, text: str, ctx: _Context, lineno: int) -> int:
+    """One segment of whole lines; returns the line number reached."""
+    if getattr(builder, "bulk32", None) is None:
+        _parse_lines(builder, text, ctx, lineno)
+        return lineno + text.count("\n")
+    pos = 0
     n = len(text)
     while pos < n:
         m = _RUN4.search(text, pos)
@@ -251,6 +279,7 @@ def parse_text(builder: Builder, text: str, ctx: _Context) -> None:
             _parse_lines(builder, run, ctx, lineno)
         lineno += run.count("\n")
         pos = m.end()
+    return lineno
 
 
 def _parse_lines(builder: Builder, text: str, ctx: _Context, lineno: int) -> None:
@@ -277,7 +306,7 @@ def _parse_lines(builder: Builder, text: str, ctx: _Context, lineno: int) -> Non
             ctx.warn(lineno, warning)
 
 
-def _read(path: str, max_bytes: int) -> tuple[str, os.stat_result]:
+def _read(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
     """A file's whole text (gunzipped if compressed), refusing a copy cut short or changed meanwhile."""
     try:
         with open(path, "rb") as fh:
@@ -300,7 +329,7 @@ def _read(path: str, max_bytes: int) -> tuple[str, os.stat_result]:
             raise MirrorLoadError(f"{path}: over {max_bytes} bytes uncompressed")
     if data and not data.endswith(b"\n"):
         raise MirrorLoadError(f"{path}: the last line has no newline (a copy cut short?)")
-    return data.decode("latin-1"), st0
+    return data, st0
 
 
 def _Bytes(data: bytes):  # noqa: N802 - a tiny factory
@@ -326,11 +355,11 @@ def load_files(
     mtime = 0.0
     try:
         for path in paths:
-            text, st = _read(path, max_file_bytes)
+            blob, st = _read(path, max_file_bytes)
             mtime = max(mtime, st.st_mtime)
             ctx.fname = path
-            parse_text(builder, text, ctx)
-            del text
+            parse_text(builder, blob, ctx)
+            del blob
         dataset = builder.finish()
     except TooMany as exc:
         raise MirrorLoadError(f"{kind}:{','.join(paths)}: {exc}") from None
