@@ -40,6 +40,7 @@ MAX_FILE_BYTES = 4 << 30
 _KEEP_WARNINGS = 5
 _DIGITS = "0123456789"
 _inet_aton = socket.inet_aton
+_ntoa = socket.inet_ntoa
 _from_bytes = int.from_bytes
 _HEXNIB = frozenset("0123456789abcdef")
 
@@ -84,21 +85,15 @@ class ZoneData:
         if self.ip4 or self.ip6:
             ip4, ip6 = self._ips(sub)
             if ip4 is not None:
-                s4 = None
                 for ds in self.ip4:
                     rrs = ds.find(ip4)
                     if rrs:
-                        if s4 is None:
-                            s4 = ip4atos(ip4)
-                        _add(codes, txts, rrs, s4, ds.subst)
+                        _add(codes, txts, rrs, ip4, ds.subst)
             if ip6 is not None:
-                s6 = None
                 for ds in self.ip6:
                     rrs = ds.find(ip6)
                     if rrs:
-                        if s6 is None:
-                            s6 = ip6atos(ip6.to_bytes(16, "big"))
-                        _add(codes, txts, rrs, s6, ds.subst)
+                        _add(codes, txts, rrs, ip6, ds.subst, True)
         for ds in self.dn:
             found = ds.find(sub)
             if found is not None:
@@ -143,18 +138,33 @@ class ZoneData:
 
 
 @lru_cache(maxsize=4096)
+def _only_dollar(template: str) -> bool:
+    """True when every ``$`` of a template is the plain queried-item one (no ``$$``, ``$n``, ``$=``)."""
+    at = template.find("$")
+    while at >= 0:
+        nxt = template[at + 1 : at + 2]
+        if nxt == "$" or nxt == "=" or (nxt and nxt in _DIGITS):
+            return False
+        at = template.find("$", at + 1)
+    return True
+
+
+@lru_cache(maxsize=4096)
 def _code(a: int) -> str:
     return ip4atos(a)
 
 
-def _add(codes: list[str], txts: list[str], rrs: Iterable, s0: str, subst: tuple) -> None:
+def _add(codes: list[str], txts: list[str], rrs: Iterable, s0: str | int, subst: tuple, six: bool = False) -> None:
+    """Add the records of ``rrs``; ``s0`` is ``$`` (an IP as an int is printed only when a TXT needs it)."""
     base = subst[10]
     for a, template in rrs:
         code = _code(a)
         if code not in codes:
             codes.append(code)
         if base or "$" in template:
-            txt = txtsubst(template, s0, subst)
+            if type(s0) is int:
+                s0 = ip6atos(s0.to_bytes(16, "big")) if six else _ntoa(s0.to_bytes(4, "big"))
+            txt = template.replace("$", s0)[:254] if not base and _only_dollar(template) else txtsubst(template, s0, subst)
         else:
             txt = template[:254]
         if txt:
