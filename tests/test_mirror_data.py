@@ -141,3 +141,17 @@ def test_too_many_entries_refuses_the_copy(tmp_path):
     path.write_text("".join(f"10.0.{i >> 8}.{i & 255}\n" for i in range(300)))
     with pytest.raises(MirrorLoadError, match="more than 100 entries"):
         load_files("ip4set", [str(path)], max_entries=100)
+
+
+def test_mirror_public_api():
+    """fastlookup.mirror exports exactly its documented names, and importing it loads no dnspython."""
+    import subprocess
+    import sys
+
+    import fastlookup.mirror as mirror
+
+    assert sorted(mirror.__all__) == sorted(
+        ["MirrorSet", "MirrorSource", "Mirror", "FileMirror", "MirrorSpec", "parse_spec", "MirrorLoadError", "ZoneData", "load_files"]
+    )
+    code = "import sys, fastlookup.mirror, fastlookup.config; print(any(m.startswith('dns') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

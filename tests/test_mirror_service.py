@@ -242,3 +242,19 @@ def test_health_probes_a_mirrored_zone_through_its_copy(short_tmp, data, status)
         result = svc.run(lambda: ZoneHealth(svc.service).probe_all())
         assert result == {"mirror.test": status}
         assert upstream.queries == []
+
+
+@pytest.mark.slow
+def test_bench_mirror_runs_and_reports_every_figure(capsys):
+    """``python -m bench.mirror`` (tiny) reports load, bytes, lookups, the reload pause and the check comparison."""
+    import json
+
+    from bench import mirror as bench_mirror
+
+    assert bench_mirror.main(["--entries", "2000", "--lookups", "1000", "--calls", "100", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["entries"] >= 1900 and result["bytes_per_entry"] == 8.0
+    for key in ("load_s", "lookup_us", "lookup_listed_us", "lookup_unlisted_us", "check_mirror_p50_us",
+                "check_memory_p50_us", "max_call_ms_during_reload", "reload_s"):
+        assert result[key] > 0, key
+    assert result["mirror_loads"] == 2
