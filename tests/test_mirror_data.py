@@ -28,7 +28,7 @@ def test_mirror_values_parse(text, spec):
     assert parse_spec(text) == spec
 
 
-BAD_SPECS = ["ip4set", "combined:/a", "ip4set:/a,,/b", "axfr:ns.example", "axfr:127.0.0.1:0", "axfr:[::1", "nope:/a"]
+BAD_SPECS = ["ip4set", "ip4tset:/a", "ip4set:/a,,/b", "axfr:ns.example", "axfr:127.0.0.1:0", "axfr:[::1", "nope:/a"]
 
 
 @pytest.mark.parametrize("text", BAD_SPECS)

@@ -142,6 +142,28 @@ a..b
 """
 
 
+COMBINED = """\
+# combined: several datasets on subzones of one zone
+$1 zone-variable
+$DATASET ip4set @
+:2:base $ $1
+1.2.3.4
+10.0.0.0/8 :3
+!10.1.2.3
+$DATASET dnset dbl
+:4:dn $
+example.com
+.wild.net :5
+$DATASET ip4trie:named sub.deeper
+10.0.0.0/8 :6:trie $
+$DATASET ip4trie sub
+10.0.0.0/8 :7:shallower $
+$2 set-inside
+$DATASET ip4set @
+1.2.3.4 :8:second dataset at the base $2
+"""
+
+
 def _random4(rng: random.Random) -> tuple[str, list[int]]:
     """Generated ip4set lines (single IPs, ranges, CIDRs, exclusions) and the addresses they touch."""
     lines = []
@@ -257,6 +279,7 @@ def world(tmp_path_factory):
         "t6.test": ("ip6trie", IP6TRIE + t6_gen + "\n"),
         "ts6.test": ("ip6tset", IP6TSET + ts6_gen + "\n"),
         "dn.test": ("dnset", dn_text),
+        "c.test": ("combined", COMBINED),
     }
     tmp = tmp_path_factory.mktemp("mirror")
     mirrors = {}
@@ -282,6 +305,9 @@ def world(tmp_path_factory):
         names += [d, "www." + d, d.split(".", 1)[1]]
     names += [f"r{rng.randrange(10**6)}.example.org" for _ in range(300)]
     probes["dn.test"] = names
+    probes["c.test"] = ["4.3.2.1", "3.2.1.10", "4.2.1.10", "4.3.2.1.dbl", "example.com.dbl", "a.wild.net.dbl", "wild.net.dbl",
+                        "3.2.1.10.sub", "3.2.1.10.sub.deeper", "3.2.1.10.x.sub.deeper", "dbl", "sub", "example.com",
+                        "1.1.1.1", "3.2.1.10.other"]
     with Rbldnsd(zones, strict=False) as rbl:
         client = RbldnsdClient(rbl.port)
         try:
@@ -290,7 +316,7 @@ def world(tmp_path_factory):
             client.close()
 
 
-@pytest.mark.parametrize("zone", ["s4.test", "t4.test", "t6.test", "ts6.test", "dn.test"])
+@pytest.mark.parametrize("zone", ["s4.test", "t4.test", "t6.test", "ts6.test", "dn.test", "c.test"])
 def test_mirror_answers_as_rbldnsd(world, zone):
     """For every entry, range edge, exclusion and thousands of random names the mirror's A and TXT equal rbldnsd's."""
     mirrors, probes, client = world

@@ -8,6 +8,7 @@ never see a mirror. Modules:
 
 * ``syntax``: rbldnsd's address, value and TXT-substitution rules.
 * ``datasets``: the dataset types and their compact frozen lookups.
+* ``combined``: the ``combined`` type (several datasets on subzones).
 * ``zonedata``: one loaded copy (``ZoneData.answer``) and the file loader.
 * ``source``: ``MirrorSource``, ``Mirror`` and the polling ``FileMirror``.
 * ``axfr``: ``AxfrMirror`` (dnspython; imported only when configured).

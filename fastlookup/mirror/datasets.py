@@ -42,9 +42,9 @@ from .syntax import (
     parse_a_txt,
 )
 
-__all__ = ["BUILDERS", "Builder", "IP4", "IP6", "DN", "MAX_VALUES", "TooMany"]
+__all__ = ["BUILDERS", "Builder", "IP4", "IP6", "DN", "COMBINED", "MAX_VALUES", "TooMany"]
 
-IP4, IP6, DN = "ip4", "ip6", "dn"
+IP4, IP6, DN, COMBINED = "ip4", "ip6", "dn", "combined"
 #: Distinct values a dataset may hold (they are 24-bit indexes).
 MAX_VALUES = (1 << 24) - 1
 _VMASK = (1 << 24) - 1

@@ -28,12 +28,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
-from .datasets import BUILDERS, DN, IP4, IP6, Builder, TooMany
+from .combined import CombinedBuilder, Refused
+from .datasets import BUILDERS, COMBINED, DN, IP4, IP6, Builder, TooMany
 from .syntax import SPACE, ip4atos, ip6atos, to_text, txtsubst
 
 __all__ = ["ZoneData", "MirrorLoadError", "load_files", "parse_text", "EMPTY", "MAX_FILE_BYTES", "DATASET_TYPES"]
 
-DATASET_TYPES = tuple(BUILDERS)
+#: Every dataset type a file mirror reads, by name.
+TYPES: dict[str, type[Builder]] = {**BUILDERS, "combined": CombinedBuilder}
+DATASET_TYPES = tuple(TYPES)
 #: A data file larger than this (after decompression) is refused.
 MAX_FILE_BYTES = 4 << 30
 #: Warnings kept (with line numbers) for the log; the rest are only counted.
@@ -65,6 +68,7 @@ class ZoneData:
     ip4: tuple[Any, ...] = field(default=(), repr=False)
     ip6: tuple[Any, ...] = field(default=(), repr=False)
     dn: tuple[Any, ...] = field(default=(), repr=False)
+    combined: tuple[Any, ...] = field(default=(), repr=False)
 
     @classmethod
     def of(cls, datasets: Sequence[Any], **kw: Any) -> "ZoneData":
@@ -75,6 +79,7 @@ class ZoneData:
             ip4=tuple(d for d in datasets if d.family == IP4),
             ip6=tuple(d for d in datasets if d.family == IP6),
             dn=tuple(d for d in datasets if d.family == DN),
+            combined=tuple(d for d in datasets if d.family == COMBINED),
             **kw,
         )
 
@@ -98,6 +103,12 @@ class ZoneData:
             found = ds.find(sub)
             if found is not None:
                 _add(codes, txts, found[0], found[1], ds.subst)
+        for ds in self.combined:
+            found = ds.find(sub)
+            if found is not None and found[1]:
+                sub_codes, sub_txts = found[0].answer(found[1])
+                codes.extend(c for c in sub_codes if c not in codes)
+                txts.extend(t for t in sub_txts if t not in txts)
         if not codes:
             return EMPTY
         return tuple(codes), tuple(txts)
@@ -190,13 +201,14 @@ class _Context:
 
 def _special(builder: Builder, w: str) -> str:
     """rbldnsd's ``ds_special`` for what changes answers; other specials are accepted and unused."""
+    target = getattr(builder, "target", builder)  # combined: the dataset being read
     if len(w) >= 2 and (w[0] in _DIGITS or w[0] == "=") and w[1] in SPACE:
         n = 10 if w[0] == "=" else ord(w[0]) - 48
         value = w[2:].lstrip(SPACE)
         if not value:
             return "invalid or unrecognized special entry"
-        if builder.subst[n] is None:  # a second assignment is ignored
-            builder.subst[n] = value
+        if target.subst[n] is None:  # a second assignment is ignored
+            target.subst[n] = value
         return ""
     word, _, rest = w.partition(" ")
     if "\t" in word:
@@ -215,8 +227,11 @@ def _special(builder: Builder, w: str) -> str:
                 return "invalid or unrecognized special entry"
             r = 1 << (32 - r)
         if not builder.maxrange4 or builder.maxrange4 >= r:
-            builder.maxrange4 = r
+            builder.maxrange4 = target.maxrange4 = r
         return ""
+    if word == "dataset":
+        newset = getattr(builder, "newset", None)
+        return newset(rest) if newset is not None else "invalid or unrecognized special entry"
     if word in ("soa", "ns", "nameserver", "ttl", "timestamp") and rest:
         return ""
     return "invalid or unrecognized special entry"
@@ -357,9 +372,9 @@ def load_files(
     clock=time.time,
 ) -> tuple[ZoneData, list[str]]:
     """Load one dataset of ``kind`` from ``paths`` in order; (data, first warnings). Raises MirrorLoadError."""
-    cls = BUILDERS.get(kind)
+    cls = TYPES.get(kind)
     if cls is None:
-        raise MirrorLoadError(f"{kind!r} is not a dataset type ({', '.join(BUILDERS)})")
+        raise MirrorLoadError(f"{kind!r} is not a dataset type ({', '.join(TYPES)})")
     builder = cls(max_entries)
     ctx = _Context()
     mtime = 0.0
@@ -371,7 +386,7 @@ def load_files(
             parse_text(builder, blob, ctx)
             del blob
         dataset = builder.finish()
-    except TooMany as exc:
+    except (TooMany, Refused) as exc:
         raise MirrorLoadError(f"{kind}:{','.join(paths)}: {exc}") from None
     data = ZoneData.of([dataset], loaded_at=clock(), mtime=mtime, warnings=ctx.warnings)
     return data, ctx.first
