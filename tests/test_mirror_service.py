@@ -258,3 +258,24 @@ def test_bench_mirror_runs_and_reports_every_figure(capsys):
                 "check_memory_p50_us", "max_call_ms_during_reload", "reload_s"):
         assert result[key] > 0, key
     assert result["mirror_loads"] == 2
+
+
+def test_reload_with_a_new_mirror_value_loads_the_new_copy(mirrored, files, short_tmp):
+    """A config reload that points a zone at other files replaces its mirror, which answers from the new files."""
+    import dataclasses
+    import types
+
+    svc, _ = mirrored
+    other = os.path.join(short_tmp, "other.ip4set")
+    _write(other, "10.7.7.7 :9:other file\n")
+    config = svc.service.config
+    zone = dataclasses.replace(config.dnsbl["mirror.test"], mirror=f"ip4set:{other}")
+    new = dataclasses.replace(config, dnsbl=types.MappingProxyType({**config.dnsbl, "mirror.test": zone}))
+    before = _mirror(svc)
+    assert svc.reload(new) is True
+    after = _mirror(svc)
+    assert after is not before
+    svc.run(lambda: after.refresh())  # whether or not the background start got there first
+    result = svc.call("dnsbl", {"ip": "10.7.7.7", "zones": ["mirror.test"]})
+    assert result["hits"][0]["text"] == "other file"
+    assert svc.call("dnsbl", {"ip": "192.0.2.1", "zones": ["mirror.test"]})["listed"] is False
