@@ -13,7 +13,8 @@ With generated rbldnsd data (an ``ip4set`` feed: one ``:A:TXT`` default,
 * reload pause: a service answers ``dnsbl`` calls on a mirrored zone from a
   client thread while the same file is reloaded off the loop; the slowest
   call during the reload against the slowest of the same calls for as long
-  again without a reload (what the shared machine alone costs);
+  again without a reload (what the shared machine alone costs), and the
+  event loop's own worst lateness (a 1 ms timer on the loop) in both windows;
 * a mirrored ``check`` through the socket against a memory hit: two
   policies of one service, one with the mirrored zone, one with a DNS zone
   whose answers are all in the memory cache (warmed first), p50/mean of
@@ -28,6 +29,7 @@ in-process benchmarks; pin with ``taskset -c 1`` for steadier figures.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
@@ -178,9 +180,12 @@ def measure_service(tmp: str, path: str, sample: list[int], calls: int, seed: in
             done = threading.Event()
             worst: list[float] = []
 
+            mirror = svc.service.mirrors.table[("dnsbl", MIRROR_ZONE)]
+            lags: list[float] = []
+
             def reload() -> None:
                 t0 = time.perf_counter()
-                svc.run(lambda: svc.service.mirrors.table[("dnsbl", MIRROR_ZONE)].refresh(), timeout_s=120.0)
+                lags.append(svc.run(lambda: _loop_lag(mirror.refresh()), timeout_s=120.0))
                 worst.append(time.perf_counter() - t0)
                 done.set()
 
@@ -203,6 +208,7 @@ def measure_service(tmp: str, path: str, sample: list[int], calls: int, seed: in
                 client.call("dnsbl", {"ip": texts[n_quiet % len(texts)], "zones": [MIRROR_ZONE]})
                 quiet = max(quiet, time.perf_counter() - t0)
                 n_quiet += 1
+            lags.append(svc.run(lambda: _loop_lag(asyncio.sleep(worst[0])), timeout_s=120.0))
             loads = svc.call("stats")[f"mirror_loads/{MIRROR_ZONE}"]
         return {
             "check_mirror_p50_us": round(statistics.median(times["mirror"]) * 1e6, 1),
@@ -215,10 +221,24 @@ def measure_service(tmp: str, path: str, sample: list[int], calls: int, seed: in
             "max_call_ms_before_reload": round(base * 1e3, 2),
             "max_call_ms_same_time_no_reload": round(quiet * 1e3, 2),
             "calls_same_time_no_reload": n_quiet,
+            "loop_lag_ms_during_reload": round(lags[0] * 1e3, 2),
+            "loop_lag_ms_same_time_no_reload": round(lags[1] * 1e3, 2),
             "mirror_loads": loads,
         }
     finally:
         svc.stop()
+
+
+async def _loop_lag(work) -> float:
+    """The event loop's worst lateness (a 1 ms timer, seconds) while ``work`` runs beside it."""
+    task = asyncio.ensure_future(work)
+    worst = 0.0
+    while not task.done():
+        t0 = time.perf_counter()
+        await asyncio.sleep(0.001)
+        worst = max(worst, time.perf_counter() - t0 - 0.001)
+    await task
+    return worst
 
 
 def _max_latency(client, texts: list[str]) -> float:

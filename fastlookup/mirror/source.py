@@ -141,6 +141,7 @@ class FileMirror(Mirror):
         self.max_entries = max_entries
         self._loaded_sig: tuple | None = None
         self._failed_sig: tuple | None = None
+        self._lock: asyncio.Lock | None = None  # one load at a time (the poll and an explicit refresh)
 
     def signature(self) -> tuple:
         """(mtime_ns, size) of every file; None for a file that cannot be stat'ed."""
@@ -168,7 +169,16 @@ class FileMirror(Mirror):
         return True
 
     async def refresh(self) -> bool:
-        """Reload in a worker thread if the files changed since the last attempt; True when swapped."""
+        """Reload in a worker thread if the files changed since the last attempt; True when swapped.
+
+        A refresh while another runs waits for it, then finds nothing new.
+        """
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
         sig = self.signature()
         if sig == self._loaded_sig or sig == self._failed_sig:
             return False
