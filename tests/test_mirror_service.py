@@ -279,3 +279,21 @@ def test_reload_with_a_new_mirror_value_loads_the_new_copy(mirrored, files, shor
     result = svc.call("dnsbl", {"ip": "10.7.7.7", "zones": ["mirror.test"]})
     assert result["hits"][0]["text"] == "other file"
     assert svc.call("dnsbl", {"ip": "192.0.2.1", "zones": ["mirror.test"]})["listed"] is False
+
+
+@pytest.mark.slow
+def test_a_big_copy_loads_in_a_child_process_and_a_broken_one_is_refused_there(mirrored, files):
+    """Past ``process_min_bytes`` an IP set loads in a child process: the copy answers, and a copy cut short is still refused."""
+    svc, _ = mirrored
+    ip4, _ = files
+    mirror = _mirror(svc)
+    mirror.process_min_bytes = 0  # every size: this file is small
+    _write(ip4, IP4SET + "10.8.8.8 :6:loaded by a child\n", 1_000_300)
+    assert svc.run(lambda: mirror.refresh(), timeout_s=60.0) is True
+    assert mirror.last_loader == "process"
+    assert svc.call("dnsbl", {"ip": "10.8.8.8", "zones": ["mirror.test"]})["hits"][0]["text"] == "loaded by a child"
+    assert mirror.data.loaded_at > 0
+    _write(ip4, IP4SET + "10.8.8.9 :6:cut sh", 1_000_400)
+    assert svc.run(lambda: mirror.refresh(), timeout_s=60.0) is False
+    assert "last line has no newline" in mirror.last_error
+    assert svc.call("dnsbl", {"ip": "10.8.8.8", "zones": ["mirror.test"]})["listed"] is True
