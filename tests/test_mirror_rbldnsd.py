@@ -19,7 +19,7 @@ import dns.message
 import dns.rdatatype
 import pytest
 
-from fastlookup.mirror import datasets
+from fastlookup.mirror import ip4
 from fastlookup.mirror.zonedata import load_files
 from fastlookup.testing.rbldnsd import Rbldnsd
 
@@ -289,7 +289,7 @@ def world(tmp_path_factory):
         paths = [_write(tmp, f"{zone}.{i}", t) for i, t in enumerate(texts)]
         # Twice: as loaded, and with every ip4set part indexed by second octet (big feeds are).
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(datasets, "INDEX_MIN", 1)
+            mp.setattr(ip4, "INDEX_MIN", 1)
             indexed = load_files(kind, paths)[0]
         mirrors[zone] = (load_files(kind, paths)[0], indexed)
     probes: dict[str, list[str]] = {z: [] for z in zones}
