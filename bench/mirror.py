@@ -20,7 +20,9 @@ With generated rbldnsd data (an ``ip4set`` feed: one ``:A:TXT`` default,
 * a mirrored ``check`` through the socket against a memory hit: two
   policies of one service, one with the mirrored zone, one with a DNS zone
   whose answers are all in the memory cache (warmed first), p50/mean of
-  ``--calls`` calls each, interleaved, with the sync client.
+  ``--calls`` calls each, interleaved (each first half the time), with the
+  sync client; and the service's own CPU per check without the socket
+  (``rpc.prepare`` + ``try_sync``, best of 5 rounds).
 
 Goals (issue 14): ≥ 1,000,000 entries loaded in ≤ 3 s at ≤ 16 bytes each, a
 lookup ≤ 2 µs, a mirrored check as fast as a memory hit, no pause > 50 ms.
@@ -171,12 +173,14 @@ def measure_service(tmp: str, path: str, sample: list[int], calls: int, seed: in
                 client.call("check", {"ip": ip, "policy": "dns"})
             warm_queries = len(upstream.queries)
             times = {"mirror": [], "memory": []}
-            for ip in texts:
-                for label, policy in (("mirror", "default"), ("memory", "dns")):
+            pairs = (("mirror", "default"), ("memory", "dns"))
+            for i, ip in enumerate(texts):
+                for label, policy in pairs if i % 2 else pairs[::-1]:  # either one first, half the time
                     t0 = time.perf_counter()
                     client.call("check", {"ip": ip, "policy": policy})
                     times[label].append(time.perf_counter() - t0)
             assert len(upstream.queries) == warm_queries, "the measured calls must not ask DNS"
+            inproc = svc.run(lambda: _inproc(svc.service, texts))
             # Reload pause: calls keep going from a thread while the file is reloaded off the loop.
             base = _max_latency(client, texts[:2000])
             os.utime(path, None)
@@ -218,6 +222,8 @@ def measure_service(tmp: str, path: str, sample: list[int], calls: int, seed: in
             "check_mirror_mean_us": round(statistics.fmean(times["mirror"]) * 1e6, 1),
             "check_memory_p50_us": round(statistics.median(times["memory"]) * 1e6, 1),
             "check_memory_mean_us": round(statistics.fmean(times["memory"]) * 1e6, 1),
+            "check_mirror_service_cpu_us": inproc["default"],
+            "check_memory_service_cpu_us": inproc["dns"],
             "reload_s": round(worst[0], 3),
             "calls_during_reload": n_during,
             "max_call_ms_during_reload": round(during * 1e3, 2),
@@ -230,6 +236,22 @@ def measure_service(tmp: str, path: str, sample: list[int], calls: int, seed: in
         }
     finally:
         svc.stop()
+
+
+def _inproc(service, texts: list[str]) -> dict[str, float]:
+    """The service's own CPU per ``check`` (validate + evaluate, no socket), µs, best of 5 rounds, per policy."""
+    from fastlookup import rpc
+    from fastlookup.lookup import MISSING, try_sync
+
+    best = {"default": float("inf"), "dns": float("inf")}
+    for _ in range(5):
+        for policy in best:
+            t0 = time.thread_time()
+            for ip in texts:
+                result, _ = try_sync(service.resolver, rpc.prepare(service.ctx, "check", {"ip": ip, "policy": policy}))
+                assert result is not MISSING
+            best[policy] = min(best[policy], (time.thread_time() - t0) / len(texts))
+    return {k: round(v * 1e6, 2) for k, v in best.items()}
 
 
 async def _loop_lag(work) -> float:
