@@ -47,7 +47,7 @@ import time
 
 from fastlookup.mirror.source import FileMirror
 from fastlookup.mirror.spec import parse_spec
-from fastlookup.mirror.zonedata import load_files
+from fastlookup.mirror.loader import load_files
 from fastlookup.model import Answer
 from fastlookup.testing.service import ServiceThread, service_config
 from fastlookup.upstream.memory import MemoryUpstream

@@ -10,7 +10,8 @@ from fastlookup.config import ConfigError, load_config
 from fastlookup.mirror.datasets import Ip4SetBuilder
 from fastlookup.mirror.spec import MirrorSpec, parse_spec
 from fastlookup.mirror.syntax import DEFAULT_RR, ip4range, ip6atos, ip6prefix, parse_a_txt, txtsubst
-from fastlookup.mirror.zonedata import MirrorLoadError, ZoneData, _Context, _parse_lines, load_files
+from fastlookup.mirror.loader import _Context, _parse_lines, load_files
+from fastlookup.mirror.zonedata import MirrorLoadError, ZoneData
 
 SPECS = [
     ("ip4set:/a", MirrorSpec("ip4set", paths=("/a",))),

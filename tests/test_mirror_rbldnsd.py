@@ -20,7 +20,7 @@ import dns.rdatatype
 import pytest
 
 from fastlookup.mirror import ip4
-from fastlookup.mirror.zonedata import load_files
+from fastlookup.mirror.loader import load_files
 from fastlookup.testing.rbldnsd import Rbldnsd
 
 pytestmark = pytest.mark.slow

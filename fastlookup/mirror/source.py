@@ -28,8 +28,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Protocol
 
+from .loader import load_files
 from .spec import MirrorSpec
-from .zonedata import MirrorLoadError, ZoneData, load_files
+from .zonedata import MirrorLoadError, ZoneData
 
 __all__ = ["MirrorSource", "Mirror", "FileMirror", "POLL_S", "GAUGES", "COUNTERS", "PROCESS_MIN_BYTES"]
 
