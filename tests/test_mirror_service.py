@@ -297,3 +297,22 @@ def test_a_big_copy_loads_in_a_child_process_and_a_broken_one_is_refused_there(m
     assert svc.run(lambda: mirror.refresh(), timeout_s=60.0) is False
     assert "last line has no newline" in mirror.last_error
     assert svc.call("dnsbl", {"ip": "10.8.8.8", "zones": ["mirror.test"]})["listed"] is True
+
+
+def test_a_mirrored_zone_keeps_its_codes_filter_weight_and_message(short_tmp, files):
+    """``codes``, ``weight`` and ``message`` of a mirrored zone apply to its local answers as to DNS ones."""
+    ip4, _ = files
+    config = service_config(
+        f"{short_tmp}/fl.sock",
+        ["127.0.0.1:9"],
+        dnsbl={"mirror.test": {"mirror": f"ip4set:{ip4}", "codes": ["127.0.0.3"], "weight": 2.0,
+                               "message": "local copy says $ip: $txt"}},
+        policy={"default": {"dnsbl": ["mirror.test"], "allow": [], "deadline_s": 1.0, "threshold": 2.0}},
+    )
+    with ServiceThread(config, upstream=MemoryUpstream()) as svc:
+        assert svc.call("dnsbl", {"ip": "192.0.2.1", "zones": ["mirror.test"]})["listed"] is False  # 127.0.0.2: filtered
+        assert svc.call("dnsbl", {"ip": "198.51.100.7", "zones": ["mirror.test"]})["hits"][0]["codes"] == ["127.0.0.3"]
+        verdict = svc.call("check", {"ip": "198.51.100.7"})
+        assert verdict["action"] == "reject" and verdict["score"] == 2.0
+        assert verdict["text"] == "local copy says 198.51.100.7: three"
+        assert svc.call("check", {"ip": "192.0.2.1"})["action"] == "accept"
