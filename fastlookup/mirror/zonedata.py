@@ -22,6 +22,8 @@ __all__ = ["ZoneData", "MirrorLoadError", "EMPTY"]
 _DIGITS = "0123456789"
 _inet_aton = socket.inet_aton
 _ntoa = socket.inet_ntoa
+_inet_ntoa = socket.inet_ntoa
+_to_bytes = int.to_bytes
 _from_bytes = int.from_bytes
 _HEXNIB = frozenset("0123456789abcdef")
 
@@ -77,6 +79,17 @@ class ZoneData:
                 rrs = only.find(q)
                 if not rrs:
                     return EMPTY
+                if len(rrs) == 1 and only.subst[10] is None:  # one value, no base template: no lists
+                    a, template = rrs[0]
+                    if "$" not in template:
+                        txt = template[:254]
+                    elif _only_dollar(template):
+                        txt = template.replace("$", _inet_ntoa(_to_bytes(q, 4, "big")))[:254]
+                    else:
+                        txt = txtsubst(template, ip4atos(q), only.subst)
+                    if not txt:
+                        return (_code(a),), ()
+                    return (_code(a),), (txt if txt.isascii() else to_text(txt),)
                 codes: list[str] = []
                 txts: list[str] = []
                 _add(codes, txts, rrs, q, only.subst)
