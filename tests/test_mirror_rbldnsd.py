@@ -85,6 +85,7 @@ $1 variable-one
 IP4SET_2 = """\
 # second file of the same dataset: the default of file 1 does not carry over
 120.0.0.1
+130.0.0.1 """ + " " * 65530 + """:22:past rbldnsd's longest line: not read
 120.0.0.0/24 :21:a /24 under a /32
 !120.0.0.2
 """
