@@ -91,6 +91,7 @@ IP4SET_2 = """\
 """
 
 IP4TRIE = """\
+$= base template [$=] for $
 :2:trie $
 10.0.0.0/8
 10.1.0.0/16 :3:nested $
@@ -103,6 +104,9 @@ IP4TRIE = """\
 !198.51.100.7
 10.3.0.0
 10.4.0.1/24
+$MAXRANGE4 /12
+11.0.0.0/8 :8:too big after $MAXRANGE4
+11.16.0.0/12 :9:=raw, no base template
 """
 
 IP6TRIE = """\
@@ -313,7 +317,8 @@ def world(tmp_path_factory):
     probes["dn.test"] = names
     probes["c.test"] = ["4.3.2.1", "3.2.1.10", "4.2.1.10", "4.3.2.1.dbl", "example.com.dbl", "a.wild.net.dbl", "wild.net.dbl",
                         "3.2.1.10.sub", "3.2.1.10.sub.deeper", "3.2.1.10.x.sub.deeper", "dbl", "sub", "example.com",
-                        "1.1.1.1", "3.2.1.10.other"]
+                        "1.1.1.1", "3.2.1.10.other", _rev6(0xFFFF01020304), _rev6(0x2002_0102_0304 << 80),
+                        _rev6(0xFFFF0A010203), _rev6(0x20010DB8 << 96)]
     with Rbldnsd(zones, strict=False) as rbl:
         client = RbldnsdClient(rbl.port)
         try:
