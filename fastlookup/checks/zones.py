@@ -9,6 +9,10 @@ and only ``display`` goes into results, replies and logs.
 
 Zones may also be written in Postfix/postscreen form:
 ``zone=127.0.0.[2..11]*2`` (reply filter, then weight).
+
+A zone configured with ``mirror`` gets its ``mirror.MirrorSource`` in
+``Zone.mirror`` (from ``ZoneRegistry.mirrors``): the listing checks answer it
+from the local copy instead of DNS (docs/mirrors.md).
 """
 
 from __future__ import annotations
