@@ -171,7 +171,7 @@ class ZoneConfig:
     targets: tuple[str, ...] | None = field(default=None, metadata={"each": TARGETS})
     allow: bool | None = None  # an allowlist zone (dnswl-style): a hit cancels listings
     # Answer this zone from a local copy: "TYPE:PATH[,PATH...]" (rbldnsd data files:
-    # ip4set, ip4trie, ip6trie, ip6tset, dnset) or "axfr:HOST[:PORT]" (zone transfer). See docs/mirrors.md.
+    # ip4set, ip4trie, ip6trie, ip6tset, dnset, combined) or "axfr:HOST[:PORT]" (zone transfer). See docs/mirrors.md.
     mirror: str | None = field(
         default=None,
         metadata={"doc_default": "none: asked by DNS", "doc_bound": "`TYPE:PATH[,PATH...]` or `axfr:HOST[:PORT]`"},

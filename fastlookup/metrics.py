@@ -95,6 +95,14 @@ HELP: dict[str, str] = {
     "ignored_hits": "Listings by log-only zones (action = \"ignore\"): logged and counted, never deciding, by zone.",
     "zone_disabled": "1 while list health has taken a zone out of use (it answers wrongly), else 0.",
     "health_probes": "RFC 5782 list health probe rounds, by zone and result.",
+    "mirror_entries": "Entries in the local copy a mirrored zone answers from.",
+    "mirror_bytes": "Bytes of a mirrored zone's lookup structures.",
+    "mirror_loaded_at_s": "When a mirrored zone's copy was loaded (Unix time).",
+    "mirror_mtime_s": "Newest mtime of a file mirror's data files (Unix time).",
+    "mirror_serial": "SOA serial of a zone-transfer mirror's copy.",
+    "mirror_answering": "1 while a mirrored zone answers from its copy, 0 while it is asked by DNS.",
+    "mirror_loads": "Copies of a mirrored zone loaded.",
+    "mirror_load_errors": "Copies of a mirrored zone refused (unreadable, cut short, too big) and zone transfers failed.",
 }
 
 #: Label names of series counted without ``Stats.declare``; a declaration wins.

@@ -6,7 +6,8 @@ lifetimes::
     Stats ─┬─ UpstreamPool (config servers, else /etc/resolv.conf)
            ├─ MemoryCache + TtlPolicy ─┐
            ├─ RedisTier (redis.url set) ┴─ Resolver
-           ├─ ZoneRegistry ─ rpc.Context (+ PolicyEngine for ``check``)
+           ├─ MirrorSet (zones with ``mirror``) ─┐
+           ├─ ZoneRegistry ──────────────────────┴─ rpc.Context (+ PolicyEngine for ``check``)
            ├─ Server (unix socket)      ├─ optional listeners (LISTENERS)
            └─ ZoneHealth (health.interval_s > 0)
 

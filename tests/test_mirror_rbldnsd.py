@@ -19,7 +19,8 @@ import dns.message
 import dns.rdatatype
 import pytest
 
-from fastlookup.mirror.zonedata import load_files
+from fastlookup.mirror import ip4
+from fastlookup.mirror.loader import load_files
 from fastlookup.testing.rbldnsd import Rbldnsd
 
 pytestmark = pytest.mark.slow
@@ -84,11 +85,13 @@ $1 variable-one
 IP4SET_2 = """\
 # second file of the same dataset: the default of file 1 does not carry over
 120.0.0.1
+130.0.0.1 """ + " " * 65530 + """:22:past rbldnsd's longest line: not read
 120.0.0.0/24 :21:a /24 under a /32
 !120.0.0.2
 """
 
 IP4TRIE = """\
+$= base template [$=] for $
 :2:trie $
 10.0.0.0/8
 10.1.0.0/16 :3:nested $
@@ -101,6 +104,9 @@ IP4TRIE = """\
 !198.51.100.7
 10.3.0.0
 10.4.0.1/24
+$MAXRANGE4 /12
+11.0.0.0/8 :8:too big after $MAXRANGE4
+11.16.0.0/12 :9:=raw, no base template
 """
 
 IP6TRIE = """\
@@ -139,6 +145,28 @@ test :127.0.0.2:RFC 5782 test entry
 both.net :6:one
 both.net :7:two
 a..b
+"""
+
+
+COMBINED = """\
+# combined: several datasets on subzones of one zone
+$1 zone-variable
+$DATASET ip4set @
+:2:base $ $1
+1.2.3.4
+10.0.0.0/8 :3
+!10.1.2.3
+$DATASET dnset dbl
+:4:dn $
+example.com
+.wild.net :5
+$DATASET ip4trie:named sub.deeper
+10.0.0.0/8 :6:trie $
+$DATASET ip4trie sub
+10.0.0.0/8 :7:shallower $
+$2 set-inside
+$DATASET ip4set @
+1.2.3.4 :8:second dataset at the base $2
 """
 
 
@@ -257,13 +285,18 @@ def world(tmp_path_factory):
         "t6.test": ("ip6trie", IP6TRIE + t6_gen + "\n"),
         "ts6.test": ("ip6tset", IP6TSET + ts6_gen + "\n"),
         "dn.test": ("dnset", dn_text),
+        "c.test": ("combined", COMBINED),
     }
     tmp = tmp_path_factory.mktemp("mirror")
     mirrors = {}
     for zone, (kind, data) in zones.items():
         texts = data if isinstance(data, tuple) else (data,)
         paths = [_write(tmp, f"{zone}.{i}", t) for i, t in enumerate(texts)]
-        mirrors[zone] = load_files(kind, paths)[0]
+        # Twice: as loaded, and with every ip4set part indexed by second octet (big feeds are).
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ip4, "INDEX_MIN", 1)
+            indexed = load_files(kind, paths)[0]
+        mirrors[zone] = (load_files(kind, paths)[0], indexed)
     probes: dict[str, list[str]] = {z: [] for z in zones}
     p4 = set(gen_probes4 + _data_probes4(IP4SET_1 + IP4SET_2) + [rng.randrange(1 << 32) for _ in range(2000)])
     probes["s4.test"] = [_rev4(a) for a in sorted(p4)]
@@ -282,6 +315,10 @@ def world(tmp_path_factory):
         names += [d, "www." + d, d.split(".", 1)[1]]
     names += [f"r{rng.randrange(10**6)}.example.org" for _ in range(300)]
     probes["dn.test"] = names
+    probes["c.test"] = ["4.3.2.1", "3.2.1.10", "4.2.1.10", "4.3.2.1.dbl", "example.com.dbl", "a.wild.net.dbl", "wild.net.dbl",
+                        "3.2.1.10.sub", "3.2.1.10.sub.deeper", "3.2.1.10.x.sub.deeper", "dbl", "sub", "example.com",
+                        "1.1.1.1", "3.2.1.10.other", _rev6(0xFFFF01020304), _rev6(0x2002_0102_0304 << 80),
+                        _rev6(0xFFFF0A010203), _rev6(0x20010DB8 << 96)]
     with Rbldnsd(zones, strict=False) as rbl:
         client = RbldnsdClient(rbl.port)
         try:
@@ -290,19 +327,20 @@ def world(tmp_path_factory):
             client.close()
 
 
-@pytest.mark.parametrize("zone", ["s4.test", "t4.test", "t6.test", "ts6.test", "dn.test"])
+@pytest.mark.parametrize("zone", ["s4.test", "t4.test", "t6.test", "ts6.test", "dn.test", "c.test"])
 def test_mirror_answers_as_rbldnsd(world, zone):
     """For every entry, range edge, exclusion and thousands of random names the mirror's A and TXT equal rbldnsd's."""
     mirrors, probes, client = world
-    data = mirrors[zone]
+    data, indexed = mirrors[zone]
     diffs = []
     listed = 0
     for sub in probes[zone]:
         theirs = client.ask(f"{sub}.{zone}")
-        codes, txts = data.answer(sub)
-        ours = (sorted(codes), sorted(txts))
         listed += bool(theirs[0])
-        if ours != theirs:
-            diffs.append((sub, theirs, ours))
+        for copy in (data, indexed):
+            codes, txts = copy.answer(sub)
+            ours = (sorted(codes), sorted(txts))
+            if ours != theirs:
+                diffs.append((sub, theirs, ours))
     assert not diffs, f"{len(diffs)} of {len(probes[zone])} differ, first: {diffs[:5]}"
     assert listed >= 5, "the probes must hit listed entries too"

@@ -242,3 +242,77 @@ def test_health_probes_a_mirrored_zone_through_its_copy(short_tmp, data, status)
         result = svc.run(lambda: ZoneHealth(svc.service).probe_all())
         assert result == {"mirror.test": status}
         assert upstream.queries == []
+
+
+@pytest.mark.slow
+def test_bench_mirror_runs_and_reports_every_figure(capsys):
+    """``python -m bench.mirror`` (tiny) reports load, bytes, lookups, the reload pause and the check comparison."""
+    import json
+
+    from bench import mirror as bench_mirror
+
+    assert bench_mirror.main(["--entries", "2000", "--lookups", "1000", "--calls", "100", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["entries"] >= 1900 and result["bytes_per_entry"] == 8.0
+    for key in ("load_s", "lookup_us", "lookup_listed_us", "lookup_unlisted_us", "check_mirror_p50_us",
+                "check_memory_p50_us", "max_call_ms_during_reload", "reload_s"):
+        assert result[key] > 0, key
+    assert result["mirror_loads"] == 2
+
+
+def test_reload_with_a_new_mirror_value_loads_the_new_copy(mirrored, files, short_tmp):
+    """A config reload that points a zone at other files replaces its mirror, which answers from the new files."""
+    import dataclasses
+    import types
+
+    svc, _ = mirrored
+    other = os.path.join(short_tmp, "other.ip4set")
+    _write(other, "10.7.7.7 :9:other file\n")
+    config = svc.service.config
+    zone = dataclasses.replace(config.dnsbl["mirror.test"], mirror=f"ip4set:{other}")
+    new = dataclasses.replace(config, dnsbl=types.MappingProxyType({**config.dnsbl, "mirror.test": zone}))
+    before = _mirror(svc)
+    assert svc.reload(new) is True
+    after = _mirror(svc)
+    assert after is not before
+    svc.run(lambda: after.refresh())  # whether or not the background start got there first
+    result = svc.call("dnsbl", {"ip": "10.7.7.7", "zones": ["mirror.test"]})
+    assert result["hits"][0]["text"] == "other file"
+    assert svc.call("dnsbl", {"ip": "192.0.2.1", "zones": ["mirror.test"]})["listed"] is False
+
+
+@pytest.mark.slow
+def test_a_big_copy_loads_in_a_child_process_and_a_broken_one_is_refused_there(mirrored, files):
+    """Past ``process_min_bytes`` an IP set loads in a child process: the copy answers, and a copy cut short is still refused."""
+    svc, _ = mirrored
+    ip4, _ = files
+    mirror = _mirror(svc)
+    mirror.process_min_bytes = 0  # every size: this file is small
+    _write(ip4, IP4SET + "10.8.8.8 :6:loaded by a child\n", 1_000_300)
+    assert svc.run(lambda: mirror.refresh(), timeout_s=60.0) is True
+    assert mirror.last_loader == "process"
+    assert svc.call("dnsbl", {"ip": "10.8.8.8", "zones": ["mirror.test"]})["hits"][0]["text"] == "loaded by a child"
+    assert mirror.data.loaded_at > 0
+    _write(ip4, IP4SET + "10.8.8.9 :6:cut sh", 1_000_400)
+    assert svc.run(lambda: mirror.refresh(), timeout_s=60.0) is False
+    assert "last line has no newline" in mirror.last_error
+    assert svc.call("dnsbl", {"ip": "10.8.8.8", "zones": ["mirror.test"]})["listed"] is True
+
+
+def test_a_mirrored_zone_keeps_its_codes_filter_weight_and_message(short_tmp, files):
+    """``codes``, ``weight`` and ``message`` of a mirrored zone apply to its local answers as to DNS ones."""
+    ip4, _ = files
+    config = service_config(
+        f"{short_tmp}/fl.sock",
+        ["127.0.0.1:9"],
+        dnsbl={"mirror.test": {"mirror": f"ip4set:{ip4}", "codes": ["127.0.0.3"], "weight": 2.0,
+                               "message": "local copy says $ip: $txt"}},
+        policy={"default": {"dnsbl": ["mirror.test"], "allow": [], "deadline_s": 1.0, "threshold": 2.0}},
+    )
+    with ServiceThread(config, upstream=MemoryUpstream()) as svc:
+        assert svc.call("dnsbl", {"ip": "192.0.2.1", "zones": ["mirror.test"]})["listed"] is False  # 127.0.0.2: filtered
+        assert svc.call("dnsbl", {"ip": "198.51.100.7", "zones": ["mirror.test"]})["hits"][0]["codes"] == ["127.0.0.3"]
+        verdict = svc.call("check", {"ip": "198.51.100.7"})
+        assert verdict["action"] == "reject" and verdict["score"] == 2.0
+        assert verdict["text"] == "local copy says 198.51.100.7: three"
+        assert svc.call("check", {"ip": "192.0.2.1"})["action"] == "accept"

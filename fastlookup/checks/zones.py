@@ -16,6 +16,10 @@ and their built zones kept in bounded, evicting caches (``MAX_BUILT``
 zones, ``MAX_LISTS`` zone lists; the oldest goes first): a client naming
 ever new specs costs CPU, never memory beyond those caps (a built zone is a
 few hundred bytes: octet sets are integers, see ``codes``).
+
+A zone configured with ``mirror`` gets its ``mirror.MirrorSource`` in
+``Zone.mirror`` (from ``ZoneRegistry.mirrors``): the listing checks answer it
+from the local copy instead of DNS (docs/mirrors.md).
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ through ``MirrorSource.answer`` (synchronous, no DNS, no task); the fronts
 never see a mirror. Modules:
 
 * ``syntax``: rbldnsd's address, value and TXT-substitution rules.
-* ``datasets``: the dataset types and their compact frozen lookups.
-* ``zonedata``: one loaded copy (``ZoneData.answer``) and the file loader.
+* ``datasets``: the dataset types (``base``, ``ip4``, ``ip6``, ``dnset``) and their compact frozen lookups.
+* ``combined``: the ``combined`` type (several datasets on subzones).
+* ``zonedata``: one loaded copy (``ZoneData.answer``).
+* ``loader``: rbldnsd data files into a ``ZoneData`` (``load_files``).
 * ``source``: ``MirrorSource``, ``Mirror`` and the polling ``FileMirror``.
 * ``axfr``: ``AxfrMirror`` (dnspython; imported only when configured).
 * ``mirrors``: ``MirrorSet``, the service's mirrors from config.
@@ -17,10 +19,11 @@ never see a mirror. Modules:
 Only the standard library is imported here.
 """
 
+from .loader import load_files
 from .mirrors import MirrorSet
 from .source import FileMirror, Mirror, MirrorSource
 from .spec import MirrorSpec, parse_spec
-from .zonedata import MirrorLoadError, ZoneData, load_files
+from .zonedata import MirrorLoadError, ZoneData
 
 __all__ = [
     "MirrorSet",

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 __all__ = ["MirrorSpec", "parse_spec", "FILE_TYPES", "MAX_FILES"]
 
-#: rbldnsd dataset types a file mirror reads (``combined`` is not supported yet).
-FILE_TYPES = ("ip4set", "ip4trie", "ip6trie", "ip6tset", "dnset")
+#: rbldnsd dataset types a file mirror reads.
+FILE_TYPES = ("ip4set", "ip4trie", "ip6trie", "ip6tset", "dnset", "combined")
 MAX_FILES = 64
 
 
