@@ -103,6 +103,10 @@ class FrontConnection(asyncio.Protocol):
         """Cut complete requests out of ``self.buffer`` (consuming them); raise Violation."""
         raise NotImplementedError
 
+    def in_request(self) -> bool:
+        """Whether a request has begun and is not complete (a front holding parsed lines says so too)."""
+        return bool(self.buffer)
+
     def parse_eof(self) -> Iterable[Any]:
         """Requests left in the buffer when the peer half-closed (default: none)."""
         return ()
@@ -135,7 +139,7 @@ class FrontConnection(asyncio.Protocol):
         except Violation as exc:
             self.cut_off(str(exc))
             return
-        if not self.buffer:
+        if not self.in_request():
             self.request_started = None
         elif self.request_started is None:
             # A request began: it has request_timeout_s from now, whatever trickles in.
@@ -231,7 +235,7 @@ class FrontConnection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         started = self.request_started
-        if started is not None and self.buffer and self.loop.time() - started >= self.request_timeout_s:
+        if started is not None and self.in_request() and self.loop.time() - started >= self.request_timeout_s:
             stats = getattr(self.service, "stats", None)
             if stats is not None:
                 stats.inc("request_timeouts")
