@@ -42,7 +42,7 @@ def test_fronts_answer_their_safe_default_over_max_in_flight(make_service, short
         policy={"default": {"allow": [], "dnsbl": ["bl.test"], "rhsbl": [], "deadline_s": 1.0}},
     )
     path = f"{short_tmp}/{front}"
-    assert exchange(path, request_, until).startswith(listed)  # below the limit: the real verdict
+    assert listed in exchange(path, request_, until)  # below the limit: the real verdict
     dns_server.set_faults("slow.example.test", delay_s=3.0)
     holder = threading.Thread(target=lambda: svc.client(timeout=10).call("a", {"name": "slow.example.test"}), daemon=True)
     holder.start()
