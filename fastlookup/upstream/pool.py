@@ -33,6 +33,7 @@ from typing import Protocol
 from ..model import Answer
 from ..stats import Stats
 from . import codec, tcp, udp
+from .oserrors import note_os_error
 from .servers import Server
 
 __all__ = ["Upstream", "UpstreamPool"]
@@ -213,8 +214,9 @@ class UpstreamPool:
                     result = await tcp.exchange(
                         st.server.host, st.server.port, wire, accept, remaining, st.on_drop, self._live
                     )
-            except OSError:
+            except OSError as exc:
                 # ICMP unreachable, no route, connection reset, shutdown: this server failed now.
+                note_os_error(self._stats, exc)  # out of fds is this process's fault: counted, logged once per interval
                 return _ERROR
             if result is None or isinstance(result, Answer):
                 return result
