@@ -177,6 +177,7 @@ def run_case(proc, fn, rss_bound_mb: float):
     assert proc.proc.poll() is None
     with proc.client(timeout=5) as c:
         c.ping()
+    print(f"\n  figures: RSS +{grown_mb:.1f} MB (bound {rss_bound_mb}), slowest ping {pinger.worst * 1000:.1f} ms", end="")
     return grown_mb, pinger.worst
 
 
