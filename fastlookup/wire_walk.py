@@ -9,6 +9,8 @@ next frame. Standard library only (the sync client imports ``wire``).
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["Walker", "MAX_DEPTH"]
 
 #: Nesting deeper than this is refused (msgpack's own unpacker stops at 1024 too).
@@ -45,6 +47,8 @@ def _table() -> list[tuple[int, int, int]]:
 
 
 _HEAD = _table()
+#: One-byte values: positive and negative fixints, nil, false, true.
+_ONE_BYTE_RUN = re.compile(rb"[\x00-\x7f\xc0\xc2\xc3\xe0-\xff]+")
 
 
 class Walker:
@@ -90,7 +94,9 @@ class Walker:
     def feed(self, data: bytes) -> int | None:
         """Walk ``data``; the index past the value's last byte, or None if it continues. ValueError: not msgpack."""
         i, end = 0, len(data)
+        stack = self._stack
         head = _HEAD
+        run = _ONE_BYTE_RUN.match
         while True:
             if self._skip:
                 take = min(self._skip, end - i)
@@ -115,6 +121,16 @@ class Walker:
                 continue
             if i >= end:
                 return None
+            top = stack[-1]
+            if top > 1:
+                # A run of one-byte values (fixints, nil, booleans) is passed in C, not byte by byte:
+                # all but the level's last entry, which the general path below closes.
+                m = run(data, i, min(end, i + top - 1))
+                if m is not None:
+                    taken = m.end() - i
+                    stack[-1] = top - taken
+                    i += taken
+                    continue
             kind, field, n = head[data[i]]
             i += 1
             if kind == _BAD:
