@@ -248,6 +248,23 @@ def test_arrays_and_maps_over_1024_are_answered_and_the_connection_kept(svc):
     run_case(svc, send, rss_bound_mb=10)
 
 
+def test_frames_over_max_frame_are_walked_and_answered(svc):
+    """Items 4/8: 6 frames of 1.5 MB of tiny nested arrays (over max_frame) are too_large by msgid; bound +40 MB."""
+    def send():
+        raws = [Raw(svc.socket) for _ in range(6)]
+        try:
+            for i, raw in enumerate(raws):
+                raw.send(wire.encode_request(100 + i, "batch", {"calls": [[1, [2]]] * 300_000}) + wire.encode_request(200 + i, "ping"))
+            for i, raw in enumerate(raws):
+                first, second = raw.recv(2)
+                assert (first[1], first[2]["code"]) == (100 + i, "too_large") and second[1] == 200 + i
+        finally:
+            for raw in raws:
+                raw.close()
+
+    run_case(svc, send, rss_bound_mb=40)
+
+
 def test_half_sent_frames_are_closed_by_the_request_timeout(svc):
     """Item 4: 300 connections each holding half a frame are closed after request_timeout_s; bound +40 MB."""
     def send():
