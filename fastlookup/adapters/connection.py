@@ -226,8 +226,10 @@ class FrontConnection(asyncio.Protocol):
 
     def _arm(self) -> None:
         when = self.last + self.idle_timeout_s
-        if self.request_started is not None:
+        if self.request_started is not None and self.in_request():
             when = min(when, self.request_started + self.request_timeout_s)
+        else:
+            self.request_started = None  # consumed another way (end of input): no deadline to keep
         self._timer = self.loop.call_at(when, self._idle)
 
     def _idle(self) -> None:
