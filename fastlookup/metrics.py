@@ -73,6 +73,7 @@ HELP: dict[str, str] = {
     "in_flight": "RPC calls being answered now.",
     "connections_accepted": "Connections accepted on the msgpack-rpc socket.",
     "framing_errors": "Connections closed because they sent bytes that are not msgpack.",
+    "fd_exhausted": "Upstream queries that failed because the process was out of file descriptors (EMFILE/ENFILE).",
     "request_timeouts": "Connections closed because a request they began was not complete within server.request_timeout_s.",
     "rpc_errors": "RPC calls answered with an error, by wire error code.",
     "overloaded": "RPC calls refused with 'overloaded' (server.max_in_flight reached).",

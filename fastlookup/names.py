@@ -14,8 +14,10 @@ Every name fastlookup sends upstream is built here, so bad input becomes an
 Results are memoised: the same client IPs and domains recur constantly. A
 memo is keyed on the text as sent, so every memoised function refuses text
 over a small bound (``MAX_IP_CHARS``, ``MAX_NAME_CHARS``) before it is
-cached: failures are never memoised, so the caches hold at most
-65,536 entries of at most that many characters each (~30 MB at worst).
+cached: failures are never memoised, so each cache holds at most 65,536
+entries of at most that many characters each (``normalize_domain``, the
+largest: ~50 MB at the very worst, with every entry a distinct 260-character
+text; typical traffic repeats a few thousand names).
 Scoped IPv6 (``fe80::1%eth0``) is refused: a zone index names an interface
 of the sender's host, nothing a DNS name can carry.
 """

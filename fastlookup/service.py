@@ -307,7 +307,7 @@ class Service:
         except RpcError:
             raise
         except Exception as exc:
-            log.exception("internal error in %s: %s", method[:64], exc)
+            log.exception("internal error in %s: %s", method[:64], type(exc).__name__)  # the text is in the traceback (cut)
             raise InternalError(f"internal error in {method[:64]}: {type(exc).__name__}") from exc
 
     # --- reload ---------------------------------------------------------------------

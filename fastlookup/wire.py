@@ -197,10 +197,24 @@ class Decoder:
     def _walk(self) -> tuple[Oversized, int] | None:
         """Walk the pending bytes: (Oversized, size) when the frame ended, else None."""
         data, self._pending = self._pending, b""
-        try:
-            end = self._walker.feed(data)  # type: ignore[union-attr]
-        except ValueError as exc:
-            raise FramingError(f"not msgpack: {exc}") from None
+        end = None
+        if self._walked == 0:
+            # First try msgpack's own skip (C, no limits, builds nothing) on what has arrived:
+            # usually the whole frame is there. Only a frame still arriving is walked in Python.
+            skipper = msgpack.Unpacker(max_buffer_size=max(len(data), 1))
+            skipper.feed(data)
+            try:
+                skipper.skip()
+                end = skipper.tell()
+            except msgpack.OutOfData:
+                pass
+            except Exception as exc:  # not msgpack, or nested too deep
+                raise FramingError(f"not msgpack: {exc}") from None
+        if end is None:
+            try:
+                end = self._walker.feed(data)  # type: ignore[union-attr]
+            except ValueError as exc:
+                raise FramingError(f"not msgpack: {exc}") from None
         self._walked += len(data) if end is None else end
         if self._walked > self.max_walk:
             raise FramingError(f"a frame larger than {self.max_walk} bytes")

@@ -4,10 +4,16 @@ The decoder hands a frame here when it must not be built or buffered: an
 array or map over the entry limit, or a frame over ``max_frame`` bytes. The
 walker reads headers only and skips payloads by count, so a frame of any
 size costs a few integers of state, and the stream stays in sync for the
-next frame. Standard library only (the sync client imports ``wire``).
+next frame. Only the standard library and msgpack (the sync client imports
+``wire``). Where a read holds many whole entries of one level, msgpack's C
+``skip`` passes them; Python reads only the headers around them.
 """
 
 from __future__ import annotations
+
+import re
+
+import msgpack
 
 __all__ = ["Walker", "MAX_DEPTH"]
 
@@ -45,6 +51,25 @@ def _table() -> list[tuple[int, int, int]]:
 
 
 _HEAD = _table()
+#: One-byte values: positive and negative fixints, nil, false, true.
+_ONE_BYTE_RUN = re.compile(rb"[\x00-\x7f\xc0\xc2\xc3\xe0-\xff]+")
+
+
+def _skip_entries(data: bytes, i: int, end: int, most: int) -> tuple[int, int]:
+    """(entries skipped, new index): up to ``most`` whole msgpack values from ``data[i:end]``, in C."""
+    unpacker = msgpack.Unpacker(max_buffer_size=max(end - i, 1))
+    unpacker.feed(data[i:end])
+    done = pos = 0
+    try:
+        while done < most:
+            unpacker.skip()
+            done += 1
+            pos = unpacker.tell()
+    except msgpack.OutOfData:
+        pass
+    except Exception as exc:  # not msgpack, or nested too deep
+        raise ValueError(str(exc)) from None
+    return done, i + pos
 
 
 class Walker:
@@ -90,7 +115,9 @@ class Walker:
     def feed(self, data: bytes) -> int | None:
         """Walk ``data``; the index past the value's last byte, or None if it continues. ValueError: not msgpack."""
         i, end = 0, len(data)
+        stack = self._stack
         head = _HEAD
+        run = _ONE_BYTE_RUN.match
         while True:
             if self._skip:
                 take = min(self._skip, end - i)
@@ -115,6 +142,23 @@ class Walker:
                 continue
             if i >= end:
                 return None
+            top = stack[-1]
+            if top > 1:
+                # A run of one-byte values (fixints, nil, booleans) is passed in C, not byte by byte:
+                # all but the level's last entry, which the general path below closes.
+                m = run(data, i, min(end, i + top - 1))
+                if m is not None:
+                    taken = m.end() - i
+                    stack[-1] = top - taken
+                    i += taken
+                    continue
+                if top > 8:
+                    # Many entries left at this level: let msgpack's C skip pass the whole ones in this
+                    # read; Python walks only the entry cut by the read's end (and the level's last).
+                    done, i = _skip_entries(data, i, end, top - 1)
+                    if done:
+                        stack[-1] = top - done
+                        continue
             kind, field, n = head[data[i]]
             i += 1
             if kind == _BAD:

@@ -88,10 +88,21 @@ def test_client_zone_specs_are_held_in_bounded_caches(monkeypatch):
     """Ever new client zone lists evict the oldest: the registry never holds more than its caps."""
     monkeypatch.setattr(zones_mod, "MAX_BUILT", 50)
     monkeypatch.setattr(zones_mod, "MAX_LISTS", 20)
+    monkeypatch.setattr(zones_mod, "MAX_LIST_ZONES", 100)
     reg = ZoneRegistry()
     for i in range(500):
         reg.many([f"z{i}.test=127.0.[0..255].[0..255]*{i % 7}"])
     assert len(reg._built) <= 50 and len(reg._many) <= 20
+    for i in range(500):
+        reg.many([f"w{i}x{j}.test" for j in range(12)])
+    assert sum(len(zones) for zones in reg._many.values()) == reg._many_zones <= 100
+
+
+def test_equal_reply_code_filters_are_one_object():
+    """Zones with the same filters share one CodeFilter, so thousands of zones hold a handful of filters."""
+    reg = ZoneRegistry()
+    a, b = reg.get("one.test"), reg.get("two.test")
+    assert a.errors is b.errors and a.codes is b.codes
 
 
 @pytest.mark.parametrize("text", ["fe80::1%eth0", "fe80::1%1", "[fe80::1%eth0]", "::ffff:1.2.3.4%x"])

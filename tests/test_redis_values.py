@@ -134,3 +134,26 @@ def test_full_redis_keeps_reads_working(redis_srv):
         assert got is not None and got.records == ("127.0.0.2",)
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize(
+    "poison, served",
+    [
+        (value(expires=float("inf"), stale=float("inf"), records=("192.0.2.99",)), ["192.0.2.1"]),
+        (value(expires=1e300, stale=1e300, records=("192.0.2.99",)), ["192.0.2.99"]),  # finite: served, ttl clamped
+        (value(records=("not an address",)), ["192.0.2.1"]),
+        (value(records=["192.0.2.99"] * 100_000), ["192.0.2.1"]),
+    ],
+    ids=["expires-inf", "expires-1e300", "string-record", "100000-records"],
+)
+def test_a_poisoned_redis_value_is_never_internal_for_the_service(make_service, redis_srv, poison, served):
+    """A poisoned Redis value is a miss (upstream's answer) or, if finite and well-formed, served clamped: never internal."""
+    redis_srv.command("FLUSHALL")
+    set_raw(redis_srv, "fl:1:v1:A:host.example.test", poison)
+    svc = make_service(redis={"url": redis_srv.url, "key_prefix": "fl:1:"}, cache={"memory_entries": 16})
+    with svc.client(timeout=5) as client:
+        for _ in range(3):
+            answer = client.a("host.example.test")
+            assert answer["status"] == "ok" and answer["records"] == served
+            assert answer["ttl"] <= 86400
+    assert svc.call("stats").get("rpc_errors/internal", 0) == 0

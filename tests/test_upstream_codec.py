@@ -293,3 +293,26 @@ def test_cname_chain_ttl_is_minimum(chain_ttls, answer_ttl):
     answer.append(rr(names[-1], answer_ttl, "A", "192.0.2.55"))
     msg = reply("n0.zone.test", "A", answer=answer)
     assert parse(msg, "n0.zone.test", "A") == Answer("ok", ("192.0.2.55",), min([*chain_ttls, answer_ttl]))
+
+
+@pytest.mark.parametrize("junk", [b"\x00", b"junk after the message", b"\xc0\x0c" * 50])
+@pytest.mark.parametrize("parser", ["fast", "dnspython"])
+def test_junk_after_a_valid_message_is_dropped(junk, parser):
+    """A reply with bytes after its last record is not an answer (dropped, as dnspython's resolver does), on both parsers."""
+    from fastlookup.upstream import fastcodec
+
+    wire = answered("a.zone.test", 300, "A", "192.0.2.1").to_wire()
+    assert codec.parse_answer(wire, "a.zone.test", "A", QID) == Answer("ok", ("192.0.2.1",), 300)
+    bad = wire + junk
+    if parser == "fast":
+        assert fastcodec.parse_answer(bad, "a.zone.test", "A", QID) is fastcodec.UNSURE
+        assert codec.parse_answer(bad, "a.zone.test", "A", QID) is None
+    else:
+        assert codec.parse_answer_dnspython(bad, "a.zone.test", "A", QID) is None
+
+
+def test_truncated_reply_with_more_bytes_still_asks_for_tcp():
+    """A truncated reply is read for its question only: what follows it is not junk."""
+    msg = reply("t.zone.test", "TXT", answer=[rr("t.zone.test.", 5, "TXT", '"' + "x" * 200 + '"')])
+    msg.flags |= dns.flags.TC
+    assert codec.parse_answer(msg.to_wire() + b"\x00\x01", "t.zone.test", "TXT", QID) is codec.TRUNCATED

@@ -11,7 +11,14 @@ class keeps each client in its lane:
 * Requests are answered one at a time, in order, by one task per busy
   connection; a client that pipelines more than ``max_queued`` requests is
   no longer read until the queue drains.
-* A connection idle for ``idle_timeout_s`` is closed.
+* A connection idle for ``idle_timeout_s`` is closed (between requests:
+  Postfix keeps its policy connection open up to 300 s). A request that has
+  begun (bytes in the buffer) must be complete within the service's
+  ``server.request_timeout_s``, counted from its first byte: a client that
+  trickles one byte a second is cut off, not kept for an hour.
+* The service's global ``server.max_in_flight`` holds for the fronts too:
+  past it a request is answered ``fallback`` at once (DUNNO, ``accept``...),
+  counted as ``overloaded``.
 * ``respond`` failing in any way (a bug, an RPC error, the service stopping)
   sends ``fallback``: the MTA gets a "no opinion" answer, never its own
   temporary-failure default.
@@ -86,12 +93,19 @@ class FrontConnection(asyncio.Protocol):
         self.paused = False
         self.last = self.loop.time()
         self._timer: asyncio.TimerHandle | None = None
+        self.request_started: float | None = None  # loop time of the first byte of an incomplete request
+        server_cfg = getattr(getattr(service, "config", None), "server", None)
+        self.request_timeout_s = float(getattr(server_cfg, "request_timeout_s", 10.0))
 
     # --- subclass hooks -------------------------------------------------------------
 
     def parse(self) -> Iterable[Any]:
         """Cut complete requests out of ``self.buffer`` (consuming them); raise Violation."""
         raise NotImplementedError
+
+    def in_request(self) -> bool:
+        """Whether a request has begun and is not complete (a front holding parsed lines says so too)."""
+        return bool(self.buffer)
 
     def parse_eof(self) -> Iterable[Any]:
         """Requests left in the buffer when the peer half-closed (default: none)."""
@@ -125,6 +139,15 @@ class FrontConnection(asyncio.Protocol):
         except Violation as exc:
             self.cut_off(str(exc))
             return
+        if not self.in_request():
+            self.request_started = None
+        elif self.request_started is None:
+            # A request began: it has request_timeout_s from now, whatever trickles in.
+            self.request_started = self.last
+            due = self.last + self.request_timeout_s
+            if self._timer is not None and self._timer.when() > due:
+                self._timer.cancel()
+                self._timer = self.loop.call_at(due, self._idle)
         self._kick()
 
     def eof_received(self) -> bool:
@@ -167,14 +190,28 @@ class FrontConnection(asyncio.Protocol):
                 if self.paused and len(self.queue) < self.max_queued // 2:
                     self.paused = False
                     transport.resume_reading()
-                try:
-                    reply = await self.respond(request)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # fail open: a "no opinion" answer, never the MTA's 451
-                    WARN((self.front, type(exc).__name__), "%s: answering %s because the check failed: %s",
-                         self.front, self.fallback(request).strip().decode("ascii", "replace")[:40], exc)
+                server = getattr(self.service, "server", None)
+                if server is not None and server.in_flight >= server.max_in_flight:
+                    # The global limit holds for the fronts too: the safe default, at once.
+                    self.service.stats.inc("overloaded")
+                    WARN((self.front, "overloaded"), "%s: answering %s: %d calls in flight, the limit is %d",
+                         self.front, self.fallback(request).strip().decode("ascii", "replace")[:40],
+                         server.in_flight, server.max_in_flight)
                     reply = self.fallback(request)
+                else:
+                    if server is not None:
+                        server.in_flight += 1
+                    try:
+                        reply = await self.respond(request)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # fail open: a "no opinion" answer, never the MTA's 451
+                        WARN((self.front, type(exc).__name__), "%s: answering %s because the check failed: %s",
+                             self.front, self.fallback(request).strip().decode("ascii", "replace")[:40], str(exc)[:200])
+                        reply = self.fallback(request)
+                    finally:
+                        if server is not None:
+                            server.in_flight -= 1
                 if transport.is_closing():
                     return
                 transport.write(reply)
@@ -188,11 +225,23 @@ class FrontConnection(asyncio.Protocol):
                 transport.close()
 
     def _arm(self) -> None:
-        self._timer = self.loop.call_at(self.last + self.idle_timeout_s, self._idle)
+        when = self.last + self.idle_timeout_s
+        if self.request_started is not None and self.in_request():
+            when = min(when, self.request_started + self.request_timeout_s)
+        else:
+            self.request_started = None  # consumed another way (end of input): no deadline to keep
+        self._timer = self.loop.call_at(when, self._idle)
 
     def _idle(self) -> None:
         self._timer = None
         if self.transport is None or self.transport.is_closing():
+            return
+        started = self.request_started
+        if started is not None and self.in_request() and self.loop.time() - started >= self.request_timeout_s:
+            stats = getattr(self.service, "stats", None)
+            if stats is not None:
+                stats.inc("request_timeouts")
+            self.cut_off(f"a request begun {self.request_timeout_s:g}s ago is not complete (server.request_timeout_s)")
             return
         if self.task is None and self.loop.time() - self.last >= self.idle_timeout_s:
             self.transport.close()

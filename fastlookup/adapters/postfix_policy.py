@@ -121,6 +121,10 @@ class PolicyConnection(FrontConnection):
         del buffer[:start]
         return out
 
+    def in_request(self) -> bool:
+        # Attribute lines already parsed are a request in progress too (request timeout).
+        return bool(self.buffer or self.lines)
+
     def _policy(self, attrs: dict[str, str]) -> str:
         config = getattr(self.service, "config", None)
         default = config.postfix.policy if config is not None else "default"

@@ -114,7 +114,21 @@ class CodeFilter:
 
     @classmethod
     def parse(cls, specs: tuple[str, ...] | list[str], where: str = "codes") -> "CodeFilter":
-        """Parse a filter, bounded before any work; ConfigError naming ``where[i]`` otherwise."""
+        """Parse a filter, bounded before any work; ConfigError naming ``where[i]`` otherwise.
+
+        Equal spec lists give one shared filter (memoised, successes only):
+        every zone of a profile has the same filters, so a registry holding
+        thousands of zones holds a handful of filters.
+        """
+        if type(specs) is tuple and len(specs) <= MAX_SPECS:
+            try:
+                return _parse_shared(specs)
+            except (ConfigError, TypeError):
+                pass  # parsed again below, for the message naming ``where``
+        return cls._parse(specs, where)
+
+    @classmethod
+    def _parse(cls, specs: tuple[str, ...] | list[str], where: str = "codes") -> "CodeFilter":
         if len(specs) > MAX_SPECS:
             raise ConfigError(f"{where}: {len(specs)} reply-code specs, the limit is {MAX_SPECS}")
         ranges: list[tuple[int, int]] = []
@@ -204,3 +218,9 @@ class CodeFilter:
                     return ()
             return tuple(codes)
         return tuple(code for code in codes if self._matches(code))
+
+
+@lru_cache(maxsize=1024)
+def _parse_shared(specs: tuple[str, ...]) -> CodeFilter:
+    """``CodeFilter._parse`` memoised by the spec tuple (at most 64 specs of 200 characters: a bounded key)."""
+    return CodeFilter._parse(specs)

@@ -102,7 +102,9 @@ def parse_answer_dnspython(wire: bytes, name: str, rdtype: str, qid: int) -> Ans
         return None
     truncated = bool(flags & 0x02)
     try:
-        msg = dns.message.from_wire(wire, question_only=truncated, ignore_trailing=True)
+        # Junk after a complete message is refused (TrailingJunk -> not ours), as dnspython's resolver
+        # does; a truncated reply is read for its question only, so what follows it is not junk.
+        msg = dns.message.from_wire(wire, question_only=truncated, ignore_trailing=truncated)
     except Exception:  # noqa: BLE001 - dnspython raises many types on malformed input; all mean "not ours"
         return None
     rcode = msg.rcode()

@@ -265,6 +265,8 @@ def _parse(wire: bytes, qkey: bytes, qtype: int, truncated: bool) -> Answer | Re
             if owner in soas:
                 raise _Fallback
             soas[owner] = (ttl, _SOA_NUMBERS.unpack(value[2])[4])
+    if pos != size:
+        raise _Fallback  # bytes after the last record: junk, which dnspython refuses (the reply is dropped)
 
     if rcode == _SERVFAIL:
         return Answer("servfail")

@@ -46,6 +46,7 @@ from ..model import Answer
 from ..stats import Stats
 from . import codec, tcp, udp
 from .health import DOWN, UP, ServerHealth
+from .oserrors import note_os_error
 from .servers import Server
 
 __all__ = ["Upstream", "UpstreamPool"]
@@ -56,6 +57,7 @@ _TIMEOUT = Answer("timeout")
 _ERROR = Answer("error")
 _GARBAGE = Answer("error")  # ours (server, port, ID, question) but unparseable: counted as "garbage"
 _UNREACHABLE = Answer("error")  # no reply: ICMP error, connection reset, shutdown
+_LOCAL_ERROR = Answer("error")  # this process could not ask (out of fds): no verdict on the server
 _FAILED = frozenset({"servfail", "refused", "error"})
 _OPT_LEN = 11  # the OPT record build_query appends with EDNS: root name, type, class, TTL, RDLEN 0
 
@@ -389,7 +391,7 @@ class UpstreamPool:
             rtt = clock() - sent
             if answer is _UNREACHABLE:
                 self._failed(st, name, rdtype)
-            elif answer is not None:
+            elif answer is not None and answer is not _LOCAL_ERROR:
                 st.health.sample(rtt)
                 self._publish(st)
                 if stats is not None:
@@ -432,8 +434,10 @@ class UpstreamPool:
                     result = await tcp.exchange(
                         st.server.host, st.server.port, wire, accept, remaining, st.on_drop, self._live
                     )
-            except OSError:
+            except OSError as exc:
                 # ICMP unreachable, no route, connection reset, shutdown: this server failed now.
+                if note_os_error(self._stats, exc):  # out of fds is this process's fault: counted, logged once per interval
+                    return _LOCAL_ERROR
                 return _UNREACHABLE
             if result is None or isinstance(result, Answer):
                 return result
