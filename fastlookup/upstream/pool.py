@@ -180,6 +180,7 @@ class UpstreamPool:
         self._next = 0
         self._live: set = set()  # open UDP exchanges and TCP transports, each with close()
         self._closed = False
+        self._last_ok: tuple[str, str] | None = None  # a question some server answered: what probes ask
         #: Called with (server, "up" | "down") when a server goes down or comes back (logs, tests).
         self.on_state: Callable[[Server, str], None] | None = None
         if stats is not None:
@@ -250,6 +251,7 @@ class UpstreamPool:
                         next_at = clock()  # a failed reply: the next try starts at once
                         continue
                     answered = True
+                    self._last_ok = (name, rdtype)
                     return result
                 if current is not None and not current.late and not current.task.done() and clock() >= next_at:
                     self._late(current, name, rdtype, hedged=self._hedge and clock() - current.sent < current.st.health.rto())
@@ -312,8 +314,9 @@ class UpstreamPool:
     # --- background probes ----------------------------------------------------------
 
     def _schedule_probe(self, st: _ServerState, name: str, rdtype: str, now: float) -> None:
-        """Ask a down server ``name`` again once its backoff is over (only with other servers
-        to fall back on: a lone server gets every query anyway)."""
+        """Ask a down server a real question once its backoff is over: the last one any server
+        answered, else ``name``. Only with other servers to fall back on: a lone server gets
+        every query anyway."""
         if len(self._states) < 2 or self._closed:
             return
         loop = asyncio.get_running_loop()
@@ -324,6 +327,10 @@ class UpstreamPool:
         if self._closed:
             st.probe = None
             return
+        if self._last_ok is not None:
+            # A question another server answered: the one that timed out may be broken
+            # everywhere (a dead delegation behind a resolver), which says nothing of this server.
+            name, rdtype = self._last_ok
         st.probe = asyncio.get_running_loop().create_task(self._probe(st, name, rdtype))
 
     async def _probe(self, st: _ServerState, name: str, rdtype: str) -> None:
