@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -525,3 +526,43 @@ def test_memory_upstream_double():
         return answers
 
     assert run(main()) == [Answer("ok", ("192.0.2.1",), 60), Answer("nxdomain")]
+
+
+# -- socket reuse -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_reused_socket_routes_replies_by_id_and_drops_strays(loop):
+    """Queries sharing a socket each get their own answer; a reply with another ID or question is dropped (RFC 5452 §9.1)."""
+    records = {(f"r{i}.example.test", "A"): [f"198.51.100.{i + 1}"] for i in range(40)}
+    with DnsServer(records) as srv:
+        for i in range(40):  # every reply is preceded by one with the ID + 1; the last asked is answered first
+            srv.set_faults(f"r{i}.example.test", wrong_id=True, delay_s=(40 - i) * 0.003)
+        stats = Stats()
+        pool = UpstreamPool([server_of(srv)], socket_uses=100, stats=stats)
+
+        async def main():
+            return await asyncio.gather(*(ask(pool, f"r{i}.example.test", "A") for i in range(40)))
+
+        answers = run(main(), loop)
+    assert [a.records for a in answers] == [(f"198.51.100.{i + 1}",) for i in range(40)]
+    assert stats.total("upstream_dropped") == 40
+    assert stats.total("upstream_queries") == 40
+
+
+def test_sockets_are_closed_after_their_uses():
+    """After socket_uses queries a socket is retired and closed once its replies are in: open sockets stay bounded."""
+    with DnsServer(RECORDS, soa=SOAS) as srv:
+        pool = UpstreamPool([server_of(srv)], socket_uses=10)
+
+        async def main():
+            before = len(os.listdir("/proc/self/fd"))
+            for _ in range(5):
+                await asyncio.gather(*(ask(pool, "host.example.test", "A") for _ in range(25)))
+            during = len(os.listdir("/proc/self/fd"))
+            await pool.close()
+            return before, during, len(os.listdir("/proc/self/fd"))
+
+        before, during, after = run(main())
+    assert during - before <= 1  # only the current socket stays open between queries
+    assert after <= before
