@@ -117,6 +117,11 @@ def test_dead_servers_are_learned_and_avoided(servers, dead_count):
     assert stats.total("upstream_timeouts") == dead_count
     assert stats.gauges["upstream_server_up"][(server_of(good).label,)] == 1
     assert stats.gauges["upstream_server_up"][(server_of(dead[0]).label,)] == 0
+    snap = stats.snapshot()  # what the `stats` RPC returns
+    assert snap[f"upstream_server_up/{server_of(dead[0]).label}"] == 0
+    assert 0 < snap[f"upstream_srtt_seconds/{server_of(good).label}"] < 0.1
+    assert snap[f"upstream_rto_seconds/{server_of(good).label}"] >= 0.05  # the rtt_floor_ms default
+    assert snap[f"upstream_timeouts/{server_of(dead[0]).label}"] == 1
 
 
 def test_dead_server_comes_back_through_the_background_probe(servers):
