@@ -204,3 +204,29 @@ def test_hedge_asks_the_next_server_when_a_reply_is_late(servers):
     assert stats.counters["upstream_hedges"][(server_of(slow).label,)] == 1
     assert (slow.count(), fast.count()) == (2, 2)
     assert stats.total("upstream_timeouts") == 0  # the hedge answered before `slow` passed its rto
+
+
+@pytest.mark.parametrize("n_servers", [1, 2])
+def test_slow_answer_past_the_rto_does_not_take_a_server_down(servers, n_servers):
+    """A reply later than the try timeout but within timeout_s (a resolver's cold lookup) is used, and the server stays up."""
+    used = servers[:n_servers]
+    for srv in used:
+        srv.add("cold.example.test", "A", ["192.0.2.9"])
+        srv.set_faults("cold.example.test", delay_s=0.3)
+    stats = Stats()
+    pool = UpstreamPool([server_of(s) for s in used], timeout_s=1.0, explore_share=0, stats=stats)
+    states: list[tuple] = []
+
+    async def main():
+        pool.on_state = lambda server, state: states.append((server, state))
+        for _ in range(3):  # measured: ~0 ms, so the rto is the 50 ms floor
+            await pool.query(NAME, "A", time.monotonic() + 2)
+        return await pool.query("cold.example.test", "A", time.monotonic() + 2)
+
+    answer = asyncio.run(main())
+    assert answer.ok and answer.records == ("192.0.2.9",)
+    assert DOWN not in [state for _, state in states]
+    assert all(h["state"] == UP for h in pool.health().values())
+    # One server: asked once, no early retry to the same server. Two: the second is asked at the first's rto.
+    assert [s.count("cold.example.test") for s in used] == [1] * n_servers
+    assert stats.total("upstream_timeouts") == n_servers - 1

@@ -14,8 +14,11 @@ off exponentially, and asks the best server first.
   slow but working server (a 700 ms blocklist) is never cut off before it
   was measured. Each consecutive timeout doubles it (RFC 6298 §5.5), still
   capped by the ceiling.
-* Down: a timeout marks the server down for ``probe_min_s``, doubling with
-  each consecutive timeout up to ``probe_max_s``. A down server is asked only
+* Down: a try that got no reply at all (the pool keeps a try listening until
+  ``timeout_s`` even after its ``rto`` passed and the next try started, so a
+  resolver's slow cold lookup is a late reply, not a timeout) marks the
+  server down for ``probe_min_s``, doubling with each consecutive timeout up
+  to ``probe_max_s``. A down server is asked only
   when no other server is left; when its time is up the pool sends it one
   background probe (a real question, off the caller's path) and any reply
   brings it back.

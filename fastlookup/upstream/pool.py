@@ -6,10 +6,14 @@ they get measured, servers that timed out last until a background probe
 brings them back; a small ``explore_share`` of first tries goes to another
 live server so its RTT stays known). A try's timeout is its server's
 ``rto`` (from the RTT, at least ``rtt_floor_ms``, at most ``timeout_s``):
-when it passes, the next try starts, while the earlier ones keep listening
-until ``timeout_s`` after they were sent, so a slow server's answer still
-wins if it comes first. With ``hedge``, the next try already starts when
-the reply is later than the server's usual RTT band (``upstream_hedges``).
+when it passes, the next try starts on another server, while the earlier
+ones keep listening until ``timeout_s`` after they were sent (even after
+the query returned: their replies, or their silence, are what the server's
+health learns from), so a slow server's answer still wins if it comes
+first and only silence takes a server down. With no other server left, the
+next try waits for the last one to end (no early resend to a server already
+asked). With ``hedge``, the next try already starts when the reply is later
+than the server's usual RTT band (``upstream_hedges``).
 
 A query makes ``max(attempts, servers)`` tries at most, all within the
 caller's absolute ``deadline``; waiting for a free slot on a server counts
@@ -53,6 +57,7 @@ __all__ = ["Upstream", "UpstreamPool"]
 log = logging.getLogger("fastlookup.upstream")
 
 _TIMEOUT = Answer("timeout")
+_NEVER = float("inf")
 _ERROR = Answer("error")
 _GARBAGE = Answer("error")  # ours (server, port, ID, question) but unparseable: counted as "garbage"
 _UNREACHABLE = Answer("error")  # no reply: ICMP error, connection reset, shutdown
@@ -203,16 +208,17 @@ class UpstreamPool:
         if self._closed:
             raise RuntimeError("UpstreamPool.query() called after close()")
         clock = self._clock
+        n = len(self._states)
         start = self._next
-        self._next = (start + 1) % len(self._states)
-        max_tries = max(self._attempts, len(self._states))
+        self._next = (start + 1) % n
+        max_tries = max(self._attempts, n)
         loop = asyncio.get_running_loop()
         tried: list[_ServerState] = []
         live: list[_Try] = []
         current: _Try | None = None
         failure: Answer | None = None
         next_at = clock()  # when the next try starts if no answer came
-        answered = False
+        late_at = _NEVER  # when the latest try passes its try timeout (rto), or its RTT band with hedging
         try:
             while True:
                 now = clock()
@@ -225,8 +231,12 @@ class UpstreamPool:
                     task = loop.create_task(self._try(st, name, rdtype, min(self._timeout_s, left), deadline))
                     current = _Try(st, task, now)
                     live.append(current)
-                    h = st.health
-                    next_at = now + (h.hedge_after() if self._hedge else h.rto())
+                    if len(tried) < n:  # another server is left: move on to it after this one's rto
+                        h = st.health
+                        next_at = now + (h.hedge_after() if self._hedge else h.rto())
+                    else:  # only servers already asked: ask again once this try has ended
+                        next_at = _NEVER
+                    late_at = next_at
                 if not live:
                     if len(tried) >= max_tries:
                         break
@@ -242,30 +252,24 @@ class UpstreamPool:
                         continue
                     live.remove(t)
                     result = t.task.result()
-                    if result is None:  # no reply within timeout_s
-                        if not t.late:
-                            self._late(t, name, rdtype, hedged=False)
+                    if result is None or result.status in _FAILED:
+                        if result is None and not t.late:
+                            self._count_late(t, hedged=False)
+                        elif result is not None:
+                            failure = result
+                        if result is not None or t is current:
+                            next_at = clock()  # a failed reply, or the latest try ended: the next one starts now
                         continue
-                    if result.status in _FAILED:
-                        failure = result
-                        next_at = clock()  # a failed reply: the next try starts at once
-                        continue
-                    answered = True
                     self._last_ok = (name, rdtype)
+                    live.clear()  # the others run on to their end in the background: health learns from them
                     return result
-                if current is not None and not current.late and not current.task.done() and clock() >= next_at:
-                    self._late(current, name, rdtype, hedged=self._hedge and clock() - current.sent < current.st.health.rto())
+                if current is not None and not current.late and not current.task.done() and clock() >= late_at:
+                    self._count_late(current, hedged=self._hedge and clock() - current.sent < current.st.health.rto())
             return failure or _TIMEOUT
         finally:
-            now = clock()
             for t in live:
-                if not t.task.done():
-                    t.task.cancel()
-                    if not t.late and not answered:  # cut off by the deadline: the server's fault only past its rto
-                        if now - t.sent >= t.st.health.rto():
-                            self._late(t, name, rdtype, hedged=False)
-                        elif self._stats is not None:
-                            self._stats.inc("upstream_timeouts", t.st.labels)
+                if not t.late and not t.task.done():  # cut off by the deadline
+                    self._count_late(t, hedged=False)
 
     def _pick(self, tried: list[_ServerState], start: int, now: float, *, first: bool) -> _ServerState:
         """The best server not yet tried in this query (all tried: the best one again)."""
@@ -290,18 +294,13 @@ class UpstreamPool:
             return random.choice(others)  # keep the others' RTT known
         return best
 
-    def _late(self, t: _Try, name: str, rdtype: str, *, hedged: bool) -> None:
-        """``t`` passed its rto (or ended without a reply): a timeout of its server, unless
-        it was only a hedge; the try itself keeps listening until ``timeout_s``."""
+    def _count_late(self, t: _Try, *, hedged: bool) -> None:
+        """``t`` got no reply within its try timeout (``rto``; ``hedged``: within its usual RTT
+        band). Counted here; its server's health learns from the try itself, which keeps
+        listening until ``timeout_s`` (``_try``)."""
         t.late = True
-        st = t.st
-        if hedged:
-            if self._stats is not None:
-                self._stats.inc("upstream_hedges", st.labels)
-            return
         if self._stats is not None:
-            self._stats.inc("upstream_timeouts", st.labels)
-        self._failed(st, name, rdtype)
+            self._stats.inc("upstream_hedges" if hedged else "upstream_timeouts", t.st.labels)
 
     def _failed(self, st: _ServerState, name: str, rdtype: str) -> None:
         """``st`` did not answer (timeout, ICMP unreachable): back it off, probe it later."""
@@ -344,8 +343,8 @@ class UpstreamPool:
         alive = answer is not None and answer is not _UNREACHABLE
         if self._stats is not None:
             self._stats.inc("upstream_probes", (st.label, "up" if alive else "down"))
-        if answer is None:
-            self._failed(st, name, rdtype)  # (_try already did this for _UNREACHABLE)
+        if not alive and st.health.state == DOWN and st.probe is None and not self._closed:
+            self._schedule_probe(st, name, rdtype, self._clock())  # _try backed it off further
 
     def _publish(self, st: _ServerState) -> None:
         """Report ``st``'s health: gauges, a log line and ``on_state`` when it went down or came back."""
@@ -387,6 +386,7 @@ class UpstreamPool:
             await slots.acquire()  # free slot: returns without suspending
         try:
             sent = clock()
+            rto = st.health.rto()
             left = budget - (sent - t0)
             if left <= 0:  # the whole try went to waiting for a slot
                 return None
@@ -394,8 +394,10 @@ class UpstreamPool:
                 stats.inc("upstream_queries", st.labels)
             answer = await self._exchange(st, name, rdtype, left, deadline)
             rtt = clock() - sent
-            if answer is _UNREACHABLE:
-                self._failed(st, name, rdtype)
+            if self._closed:
+                return answer
+            if answer is _UNREACHABLE or answer is None and rtt >= rto:
+                self._failed(st, name, rdtype)  # no reply at all: back the server off
             elif answer is not None:
                 st.health.sample(rtt)
                 self._publish(st)
