@@ -87,7 +87,7 @@ HELP: dict[str, str] = {
     "fleet_lock_lost": "Fleet-wide locks lost: another instance was already asking.",
     "fleet_wait_hits": "Waits on another instance's answer that found it in Redis.",
     "fleet_wait_misses": "Waits on another instance's answer that gave up and asked upstream.",
-    "fleet_takeovers": "Waits that outlived the winner's lock without an answer and won it back: this instance asked upstream.",
+    "fleet_takeovers": "Waits that saw the winner's lock gone without an answer (failed or died) and won it back: this instance asked upstream.",
     "fleet_polls": "Reads of every key waited on (one MGET per poll interval while waiting).",
     "front_cut_off": "Front-end (Postfix policy, socketmap, Exim) connections cut off, by front.",
     "verdicts": "Policy verdicts, by action (accept, reject, defer).",

@@ -153,3 +153,18 @@ def _ask_ignoring_errors(svc: ServiceProcess, name: str) -> None:
 def _stat(svc: ServiceProcess, key: str) -> float:
     with Client(svc.socket, timeout=2.0) as client:
         return client.stats().get(key, 0)
+
+
+def test_failed_fetch_releases_the_lock_so_waiters_answer_within_their_deadline(short_tmp, redis_and_dns):
+    """A winner whose answer is a failure (SERVFAIL, not shared) releases the lock: the waiters ask upstream at once, not at the lock's end."""
+    redis, dns = redis_and_dns
+    name = "lame.example.test"
+    dns.set_faults(name, servfail=True, delay_s=0.1)  # a fetch: 2 tries (attempts) of 100 ms
+    # deadline 1.0 s is shorter than the 1.9 s lock: only a released lock lets every caller get the SERVFAIL.
+    with ExitStack() as stack:
+        services = [stack.enter_context(start_service(short_tmp, i, dns, redis, deadline_s=1.0)) for i in range(3)]
+        answers = ask_all_at_once(services, [name], timeout_s=5.0)
+        takeovers = sum(_stat(s, "fleet_takeovers") for s in services)
+    assert sorted(a["status"] for a in answers) == ["servfail"] * 3, answers
+    assert dns.count(name) == 3 * 2  # one fetch after the other: each failure is the next one's cue
+    assert takeovers == 2

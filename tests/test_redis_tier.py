@@ -471,9 +471,11 @@ def test_wait_returns_the_winners_answer_as_soon_as_it_lands(rs):
 
 
 def test_wait_gives_up_after_wait_ms(rs):
-    """When nobody answers, wait returns None after min(timeout, wait_ms)."""
+    """When the lock's holder never answers, wait returns None after min(timeout, wait_ms)."""
 
     async def main():
+        holder = tier(rs.url)
+        assert await holder.claim(KEY)  # holds the lock and never answers
         t = tier(rs.url, wait_ms=150)
         started = time.perf_counter()
         got = await t.wait(KEY, 5.0)
@@ -482,11 +484,38 @@ def test_wait_gives_up_after_wait_ms(rs):
         got2 = await t.wait(KEY, 0.03)
         waited2 = time.perf_counter() - quick
         await t.close()
+        await holder.close()
         return got, waited, got2, waited2
 
     got, waited, got2, waited2 = run(main())
     assert got is None and 0.14 <= waited < 0.4
     assert got2 is None and waited2 < 0.2
+
+
+@pytest.mark.parametrize("how", ["released", "expired"])
+def test_lock_gone_without_an_answer_makes_one_waiter_take_over(rs, how):
+    """A winner that releases its lock (a failed fetch) or whose lock expires (it died) is taken over by exactly one waiter."""
+
+    async def main():
+        winner = tier(rs.url, lock_ms=0 if how == "released" else 300)
+        waiters = [tier(rs.url) for _ in range(3)]  # their own lock-life fallback (1.9 s) is past the bound below
+        assert await winner.claim(KEY)
+        assert [await w.claim(KEY) for w in waiters] == [False, False, False]
+        waits = [asyncio.ensure_future(w.wait(KEY, 5.0)) for w in waiters]
+        if how == "released":
+            winner.release(KEY)
+        done, pending = await asyncio.wait(waits, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+        takeovers = sum(w.stats.total("fleet_takeovers") for w in waiters)
+        for f in pending:
+            f.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for t in (winner, *waiters):
+            await t.close()
+        return [f.result() for f in done], takeovers
+
+    results, takeovers = run(main())
+    assert results == [None]  # the one that took over asks upstream
+    assert takeovers == 1  # the others lost the new claim and wait on
 
 
 # --- faults -----------------------------------------------------------------------
@@ -827,7 +856,7 @@ def test_public_api_of_the_redis_tier_modules_is_stable():
     from fastlookup.cache import breaker, redis_batch, redis_codec, redis_connect, redis_fastread, redis_tier
 
     assert redis_tier.__all__ == ["RedisTier"]
-    assert redis_batch.__all__ == ["Batcher", "MAX_IN_FLIGHT", "error_kind"]
+    assert redis_batch.__all__ == ["Batcher", "MAX_IN_FLIGHT", "UNKNOWN", "error_kind"]
     assert breaker.__all__ == ["Breaker"]
     assert redis_fastread.__all__ == ["FastReader", "pack_mget"]
     assert redis_connect.__all__ == ["Connection", "connect", "parse_targets", "describe"]
