@@ -68,15 +68,20 @@ def test_rtt_timeout_and_backoff_arithmetic(events, state, rto, down_until):
     assert h.rto() == pytest.approx(rto)
 
 
-def test_rank_orders_unknown_then_fastest_then_down():
-    """Unknown servers sort first (to be measured), then measured ones by srtt, then down ones by due time."""
-    fast, slow, unknown, down = health(), health(), health(), health()
+def test_rank_orders_unknown_then_fastest_then_failing_then_down():
+    """Unknown servers sort first (to be measured), then measured ones by srtt, those answering failures later, down ones last."""
+    fast, slow, unknown, down, failing = health(), health(), health(), health(), health()
     fast.sample(0.01)
     slow.sample(0.2)
     down.sample(0.001)
     down.timed_out(5.0)
-    ranked = sorted([down, slow, fast, unknown], key=lambda h: h.rank(0.0))
-    assert ranked == [unknown, fast, slow, down]
+    failing.sample(0.001)
+    failing.replied(False)
+    ranked = sorted([down, failing, slow, fast, unknown], key=lambda h: h.rank(0.0))
+    assert ranked == [unknown, fast, slow, failing, down]
+    failing.sample(0.001)
+    failing.replied(True)  # one good answer and it is back in its RTT place
+    assert failing.rank(0.0) < fast.rank(0.0)
 
 
 def test_smoothing_follows_a_changed_rtt():
@@ -173,6 +178,9 @@ def test_garbage_reply_fails_that_server_at_once(servers):
     assert (broken.count(), good.count()) == (1, 1)
     assert stats.counters["upstream_errors"][(server_of(broken).label, "garbage")] == 1
     assert stats.total("upstream_timeouts") == 0
+    statuses = asyncio.run(ask_many(pool, 10))
+    assert statuses == ["ok"] * 10
+    assert (broken.count(), good.count()) == (1, 11)  # the garbage server is now asked after the good one
 
 
 def test_only_server_answering_garbage_gives_error_not_timeout(servers):

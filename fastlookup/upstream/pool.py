@@ -400,6 +400,7 @@ class UpstreamPool:
                 self._failed(st, name, rdtype)  # no reply at all: back the server off
             elif answer is not None:
                 st.health.sample(rtt)
+                st.health.replied(answer.status not in _FAILED)
                 self._publish(st)
                 if stats is not None:
                     stats.observe("upstream_latency_seconds", rtt, st.labels)
