@@ -3,6 +3,7 @@
     python -m bench.wan                                    # both tables, defaults below
     python -m bench.wan --table dead --good-ms 20 --misses 100
     python -m bench.wan --table fleet --delays 20,100,300,700 --names 20
+    python -m bench.wan --table notify --trials 200
 
 Everything is real and on loopback: ``fastlookup serve`` processes with the
 default settings (only ``[upstream] servers`` and ``[redis] url`` set), the
@@ -23,11 +24,19 @@ same moment (one thread per call, one barrier), after one warm-up call per insta
 (connections open). Upstream queries per
 distinct name (goal <= 1.05), and latency percentiles over all calls (goal
 p50 <= delay + 40 ms).
+
+``notify`` table: how long after the winner's answer lands a loser of the
+fleet lock has it (goal <= ~20 ms). Two ``RedisTier`` instances of one
+process on a real redis-server: the winner claims a key, the loser claims
+(loses) and waits, the winner ``put``\ s an answer after a random 0-100 ms
+(or 300 ms); the figure is from ``put`` to the loser's ``wait`` returning:
+the write's round trip, the rest of a poll interval, the poll's round trip.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import statistics
@@ -195,16 +204,71 @@ def fleet_table(delays_ms: list[float], n_names: int, instances: int = 4) -> lis
     return rows
 
 
+# --- how soon a loser learns ----------------------------------------------------------
+
+
+async def _notify_delays(redis_url: str, trials: int, fetch_s: float) -> list[float]:
+    import random
+
+    from fastlookup.cache.entry import Entry
+    from fastlookup.cache.redis_tier import RedisTier
+    from fastlookup.config import RedisConfig
+
+    cfg = RedisConfig(url=redis_url)
+    winner, loser = RedisTier.from_config(cfg), RedisTier.from_config(cfg)
+    out: list[float] = []
+    try:
+        for i in range(trials):
+            key = f"A:n{i}.{fetch_s:g}.wan.test"
+            assert await winner.claim(key) and not await loser.claim(key)
+            waiting = asyncio.ensure_future(loser.wait(key, 5.0))
+            await asyncio.sleep(random.uniform(0, fetch_s))  # the winner's upstream fetch
+            now = winner.clock()
+            t0 = time.perf_counter()
+            winner.put(key, Entry("ok", ("192.0.2.1",), 300, now + 300, now + 3600))
+            got = await waiting
+            out.append((time.perf_counter() - t0) * 1000)
+            assert got is not None, "the loser did not get the winner's answer"
+    finally:
+        await winner.close()
+        await loser.close()
+    return out
+
+
+def notify_table(trials: int) -> list[str]:
+    rows = [
+        f"From the winner's put to the loser's wait returning; {trials} trials per row, one process, real redis-server.",
+        "",
+        "| winner's fetch | p50 | p90 | p99 | max |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    redis = RedisServer()
+    redis.start()
+    try:
+        for fetch_s in (0.1, 0.3):
+            d = asyncio.run(_notify_delays(redis.url, trials, fetch_s))
+            rows.append(
+                f"| uniform 0-{fetch_s * 1000:.0f} ms | {pct(d, 50):.1f} ms | {pct(d, 90):.1f} ms | {pct(d, 99):.1f} ms "
+                f"| {max(d):.1f} ms |"
+            )
+            print(rows[-1], flush=True)
+    finally:
+        redis.stop()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.wan", description=__doc__.split("\n")[0])
-    parser.add_argument("--table", choices=("dead", "fleet", "both"), default="both")
+    parser.add_argument("--table", choices=("dead", "fleet", "notify", "both"), default="both",
+                        help="both = dead and fleet")
+    parser.add_argument("--trials", type=int, default=200, help="trials per row of the notify table (10..5000)")
     parser.add_argument("--good-ms", type=float, default=20.0, help="GOOD's answer delay in the dead-server table")
     parser.add_argument("--misses", type=int, default=100, help="distinct cold names in the dead-server table (20..2000)")
     parser.add_argument("--delays", default="20,100,300,700", help="upstream delays of the fleet table, ms")
     parser.add_argument("--names", type=int, default=20, help="cold names per fleet run (1..200)")
     args = parser.parse_args(argv)
-    if not 20 <= args.misses <= 2000 or not 1 <= args.names <= 200:
-        parser.error("--misses must be in 20..2000 and --names in 1..200")
+    if not 20 <= args.misses <= 2000 or not 1 <= args.names <= 200 or not 10 <= args.trials <= 5000:
+        parser.error("--misses must be in 20..2000, --names in 1..200, --trials in 10..5000")
     delays = [float(d) for d in args.delays.split(",")]
     if any(not 0 <= d <= 5000 for d in delays):
         parser.error("--delays: each in 0..5000 ms")
@@ -213,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         out += dead_table(args.good_ms, args.misses) + [""]
     if args.table in ("fleet", "both"):
         out += fleet_table(delays, args.names)
+    if args.table == "notify":
+        out += notify_table(args.trials)
     print("\n".join(out))
     return 0
 

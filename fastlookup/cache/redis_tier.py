@@ -23,8 +23,8 @@ Fleet-wide coalescing
     whole upstream budget (``budget_s``: ``upstream.timeout_s x attempts +
     0.1 s``) plus 200 ms, or ``lock_ms`` when set. The winner asks upstream
     and ``put``\\ s the answer; the others ``wait`` (``redis_wait``): one
-    poller per tier reads every waited-for key each 10 ms, so a waiter learns
-    of the answer within ~10 ms + one round trip. A waiter that reaches the end
+    poller per tier reads every waited-for key each 5 ms, so a waiter learns
+    of the answer within ~5 ms + two round trips. A waiter that reaches the end
     of the lock it lost without an answer (the winner died, or its answer
     was a failure, which is not shared) claims again: one instance wins and
     asks upstream (``fleet_takeovers``), the others wait on. The poller also

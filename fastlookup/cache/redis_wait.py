@@ -34,7 +34,7 @@ __all__ = ["LOCK_GONE", "POLL_S", "Poller"]
 LOCK_GONE = object()
 
 #: Interval between two reads of the waited-for keys.
-POLL_S = 0.01
+POLL_S = 0.005
 
 
 class Poller:
