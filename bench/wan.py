@@ -29,7 +29,7 @@ and the losers' (answered from Redis): the losers' extra wait.
 ``notify`` table: how long after the winner's answer lands a loser of the
 fleet lock has it (goal <= ~20 ms). Two ``RedisTier`` instances of one
 process on a real redis-server: the winner claims a key, the loser claims
-(loses) and waits, the winner ``put``\ s an answer after a random 0-100 ms
+(loses) and waits, the winner puts an answer after a random 0-100 ms
 (or 300 ms); the figure is from ``put`` to the loser's ``wait`` returning:
 the write's round trip, the rest of a poll interval, the poll's round trip.
 """
