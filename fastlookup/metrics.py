@@ -57,6 +57,7 @@ HELP: dict[str, str] = {
     "upstream_errors": "Upstream answers that were failures (servfail, refused, error, garbage: ours but unparseable), by server and status.",
     "upstream_latency_seconds": "Time from sending a query to its answer, per upstream server.",
     "upstream_hedges": "Tries that asked the next server too because a reply was later than the server's usual RTT band.",
+    "upstream_explores": "Questions also sent to another live server in the background to keep its RTT known (upstream.explore_share).",
     "upstream_probes": "Background probes of upstream servers that had timed out, by server and result (up, down).",
     "upstream_srtt_seconds": "Smoothed round-trip time of each upstream server (RFC 6298), 0 until measured.",
     "upstream_rto_seconds": "The timeout of a try on each upstream server now, from its RTT (at most upstream.timeout_s).",

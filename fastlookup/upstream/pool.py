@@ -3,8 +3,9 @@
 One query is a few *tries*, each on the best server not yet tried in this
 query (``health``: measured servers by smoothed RTT, unknown ones first so
 they get measured, servers that timed out last until a background probe
-brings them back; a small ``explore_share`` of first tries goes to another
-live server so its RTT stays known). A try's timeout is its server's
+brings them back; for a small ``explore_share`` of queries the question
+also goes to another live server in the background, so its RTT stays known
+at no cost to the caller: ``upstream_explores``). A try's timeout is its server's
 ``rto`` (from the RTT, at least ``rtt_floor_ms``, at most ``timeout_s``):
 when it passes, the next try starts on another server, while the earlier
 ones keep listening until ``timeout_s`` after they were sent (even after
@@ -185,12 +186,14 @@ class UpstreamPool:
         self._next = 0
         self._live: set = set()  # open UDP exchanges and TCP transports, each with close()
         self._closed = False
+        self._background: set[asyncio.Task] = set()  # exploring tries, off the callers' path
         self._last_ok: tuple[str, str] | None = None  # a question some server answered: what probes ask
         #: Called with (server, "up" | "down") when a server goes down or comes back (logs, tests).
         self.on_state: Callable[[Server, str], None] | None = None
         if stats is not None:
             for counter in (
                 "upstream_queries", "upstream_timeouts", "upstream_dropped", "upstream_tcp_retries", "upstream_hedges",
+                "upstream_explores",
             ):
                 stats.declare(counter, "server")
             stats.declare("upstream_errors", "server", "status")
@@ -226,7 +229,7 @@ class UpstreamPool:
                 if left <= 0:
                     break
                 if len(tried) < max_tries and now >= next_at:
-                    st = self._pick(tried, start, now, first=not tried)
+                    st = self._pick(tried, start, now, name=name if not tried else None, rdtype=rdtype)
                     tried.append(st)
                     task = loop.create_task(self._try(st, name, rdtype, min(self._timeout_s, left), deadline))
                     current = _Try(st, task, now)
@@ -271,8 +274,15 @@ class UpstreamPool:
                 if not t.late and not t.task.done():  # cut off by the deadline
                     self._count_late(t, hedged=False)
 
-    def _pick(self, tried: list[_ServerState], start: int, now: float, *, first: bool) -> _ServerState:
-        """The best server not yet tried in this query (all tried: the best one again)."""
+    def _pick(
+        self, tried: list[_ServerState], start: int, now: float, *, name: str | None, rdtype: str
+    ) -> _ServerState:
+        """The best server not yet tried in this query (all tried: the best one again).
+
+        For a query's first try (``name`` given), an ``explore_share`` of the time
+        the same question also goes to another live server in the background, off
+        the caller's path: its reply (or silence) keeps that server's RTT known.
+        """
         states = self._states
         n = len(states)
         best: _ServerState | None = None
@@ -290,8 +300,13 @@ class UpstreamPool:
             elif st.health.state != DOWN:
                 others.append(st)
         assert best is not None
-        if first and others and best.health.state == UP and self._explore and random.random() < self._explore:
-            return random.choice(others)  # keep the others' RTT known
+        if name is not None and others and best.health.state == UP and self._explore and random.random() < self._explore:
+            other = random.choice(others)
+            task = asyncio.get_running_loop().create_task(self._try(other, name, rdtype, self._timeout_s, self._clock() + self._timeout_s))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            if self._stats is not None:
+                self._stats.inc("upstream_explores", other.labels)
         return best
 
     def _count_late(self, t: _Try, *, hedged: bool) -> None:
@@ -457,6 +472,8 @@ class UpstreamPool:
     async def close(self) -> None:
         """Refuse new queries, stop probes and close every socket in flight; their queries end as ``error``."""
         self._closed = True
+        for task in list(self._background):
+            task.cancel()
         for st in self._states:
             if st.probe is not None:
                 st.probe.cancel()
