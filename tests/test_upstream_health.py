@@ -238,3 +238,21 @@ def test_slow_answer_past_the_rto_does_not_take_a_server_down(servers, n_servers
     # One server: asked once, no early retry to the same server. Two: the second is asked at the first's rto.
     assert [s.count("cold.example.test") for s in used] == [1] * n_servers
     assert stats.total("upstream_timeouts") == n_servers - 1
+
+
+def test_a_new_pool_inherits_what_the_old_one_measured(servers):
+    """A pool built on reload starts with the RTT the old pool measured for the servers both have, not from scratch."""
+    a, b, c = servers
+    b.set_faults(delay_s=0.02)
+    old = UpstreamPool([server_of(a), server_of(b)], explore_share=0)
+
+    async def main():
+        await old.query(NAME, "A", time.monotonic() + 2)
+        await old.query(NAME, "A", time.monotonic() + 2)  # both measured: a ~0 ms, b ~20 ms
+        new = UpstreamPool([server_of(b), server_of(c)], explore_share=0)  # c is new, unmeasured
+        new.inherit(old)
+        return new.health()
+
+    health_ = asyncio.run(main())
+    assert health_[server_of(b).label]["state"] == UP and health_[server_of(b).label]["srtt_s"] >= 0.015
+    assert health_[server_of(c).label]["state"] == UNKNOWN

@@ -379,6 +379,18 @@ class UpstreamPool:
             stats.set("upstream_rto_seconds", h.rto(), st.labels)
             stats.set("upstream_server_up", 0 if h.state == DOWN else 1, st.labels)
 
+    def inherit(self, old: object) -> None:
+        """Take the RTT estimates and EDNS support ``old`` (the pool this one replaces on a
+        reload) learned of the servers both have; down states are learned again."""
+        states = {st.server: st for st in getattr(old, "_states", ())}
+        for st in self._states:
+            prev = states.get(st.server)
+            if prev is not None and prev.health.measured:
+                h, p = st.health, prev.health
+                h.srtt, h.rttvar, h.measured, h.state = p.srtt, p.rttvar, True, UP
+                st.edns = prev.edns
+                self._publish(st)
+
     def health(self) -> dict[str, dict]:
         """Per server (``host:port``): state, srtt_s, rttvar_s, rto_s, failures."""
         return {st.label: st.health.snapshot() for st in self._states}
