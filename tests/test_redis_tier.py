@@ -919,3 +919,26 @@ def test_concurrent_calls_over_a_tiny_memory_answer_every_question_from_redis(rs
     assert queries == []
     assert results and all(a.status == "ok" and a.source in ("redis", "memory") for answers in results for a in answers)
     assert stats.total("fleet_lock_won") == stats.total("fleet_lock_lost") == 0
+
+
+def test_release_needs_only_the_documented_acl_commands():
+    """Releasing a fleet lock works for an ACL user with only +get +mget +set (docs/redis.md): the lock ends within 1 ms."""
+    with running(RedisServer(password="pw")) as srv:
+        srv.command("ACL", "SETUSER", "fl", "on", ">s3cret", "~t:*", "+get", "+mget", "+set")
+        url = f"redis://fl:s3cret@127.0.0.1:{srv.port}/0"
+
+        async def main():
+            t = tier(url)
+            assert await t.claim(KEY)
+            lock = t.keys.lock(KEY)
+            held = srv.command("PTTL", lock)
+            t.release(KEY)
+            await t.drain()
+            released = srv.command("PTTL", lock)  # -2: gone; 0 or 1: ends within 1 ms
+            await t.close()
+            return held, released, t.stats
+
+        held, released, stats = run(main())
+    assert int(held) > 1000  # the lock lived the winner's budget (1.9 s by default)
+    assert int(released) in (-2, 0, 1)
+    assert stats.total("redis_errors") == 0
