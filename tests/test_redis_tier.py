@@ -942,3 +942,26 @@ def test_release_needs_only_the_documented_acl_commands():
     assert int(held) > 1000  # the lock lived the winner's budget (1.9 s by default)
     assert int(released) in (-2, 0, 1)
     assert stats.total("redis_errors") == 0
+
+
+def test_waiters_stop_waiting_when_redis_dies_mid_wait():
+    """When Redis dies while a loser waits, the breaker opens and the loser stops waiting (asks upstream) long before the lock's end."""
+    with running(RedisServer()) as srv:
+
+        async def main():
+            winner, loser = tier(srv.url), tier(srv.url)
+            assert await winner.claim(KEY) and not await loser.claim(KEY)
+            waiting = asyncio.ensure_future(loser.wait(KEY, 5.0))
+            srv.kill()
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            got = await asyncio.wait_for(waiting, 5.0)
+            took = loop.time() - t0
+            for t in (winner, loser):
+                await t.close()
+            return got, took, loser.stats
+
+        got, took, stats = run(main())
+    assert got is None
+    assert took < 1.0  # the lock would have lived 1.9 s
+    assert stats.total("fleet_wait_misses") == 1 and stats.total("fleet_takeovers") == 0

@@ -116,7 +116,11 @@ class RedisTier:
         )
         self._closed = False
         self.budget_s = budget_s  # sets the batcher's lock life
-        self.poller = Poller(self.batcher.read_many, on_poll=lambda: self.stats.inc("fleet_polls"))
+        self.poller = Poller(
+            self.batcher.read_many,
+            on_poll=lambda: self.stats.inc("fleet_polls"),
+            give_up=lambda: self._closed or self.breaker.is_open,
+        )
         self._held: set[str] = set()  # keys whose fleet lock this instance won and still holds
         self.stats.set("redis_breaker_open", 0)
         self.stats.declare("redis_errors", "kind")

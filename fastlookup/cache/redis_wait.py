@@ -45,10 +45,12 @@ class Poller:
         read_many: Callable[..., list[asyncio.Future]],
         poll_s: float = POLL_S,
         on_poll: Callable[[], None] = lambda: None,
+        give_up: Callable[[], bool] = lambda: False,
     ) -> None:
         self._read_many = read_many  # (keys, raw=False): queue reads in this turn's batch; their futures
         self.poll_s = poll_s
         self.on_poll = on_poll
+        self.give_up = give_up  # True when Redis is not to be asked (breaker open, closing): wake everyone
         self.waiting: dict[str, list[asyncio.Future]] = {}
         self.locks: dict[str, str] = {}  # value key -> its lock key
         self._task: asyncio.Task | None = None
@@ -79,6 +81,9 @@ class Poller:
             keys = list(self.waiting)
             if not keys:
                 break
+            if self.give_up():
+                self._wake_all()
+                break
             self.polls += 1
             self.on_poll()
             reads = self._read_many(keys)
@@ -98,6 +103,10 @@ class Poller:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        """Answer every waiter None (each then sees why and stops waiting)."""
         for futs in self.waiting.values():
             for fut in futs:
                 if not fut.done():
