@@ -3,6 +3,7 @@
     python -m bench.wan                                    # both tables, defaults below
     python -m bench.wan --table dead --good-ms 20 --misses 100
     python -m bench.wan --table fleet --delays 20,100,300,700 --names 20
+    python -m bench.wan --table notify --trials 200
 
 Everything is real and on loopback: ``fastlookup serve`` processes with the
 default settings (only ``[upstream] servers`` and ``[redis] url`` set), the
@@ -22,12 +23,21 @@ redis-server; every instance asks every one of ``--names`` cold names at the
 same moment (one thread per call, one barrier), after one warm-up call per instance
 (connections open). Upstream queries per
 distinct name (goal <= 1.05), and latency percentiles over all calls (goal
-p50 <= delay + 40 ms).
+p50 <= delay + 40 ms), then of the winners' calls (answered from upstream)
+and the losers' (answered from Redis): the losers' extra wait.
+
+``notify`` table: how long after the winner's answer lands a loser of the
+fleet lock has it (goal <= ~20 ms). Two ``RedisTier`` instances of one
+process on a real redis-server: the winner claims a key, the loser claims
+(loses) and waits, the winner puts an answer after a random 0-100 ms
+(or 300 ms); the figure is from ``put`` to the loser's ``wait`` returning:
+the write's round trip, the rest of a poll interval, the poll's round trip.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import statistics
@@ -124,13 +134,14 @@ def dead_table(good_ms: float, misses: int) -> list[str]:
 # --- the fleet ----------------------------------------------------------------------
 
 
-def ask_all(services: list[ServiceProcess], names: list[str]) -> tuple[list[float], list[str]]:
-    """Every service asks every name at the same moment; latencies (ms) and statuses."""
+def ask_all(services: list[ServiceProcess], names: list[str]) -> tuple[list[float], list[str], list[str]]:
+    """Every service asks every name at the same moment; latencies (ms), statuses and sources."""
     jobs = [(svc, name) for svc in services for name in names]
     clients = [svc.client(timeout=10.0) for svc, _ in jobs]
     barrier = threading.Barrier(len(jobs))
     lat: list[float] = []
     statuses: list[str] = []
+    sources: list[str] = []
     lock = threading.Lock()
 
     def ask(i: int) -> None:
@@ -142,23 +153,31 @@ def ask_all(services: list[ServiceProcess], names: list[str]) -> tuple[list[floa
         with lock:
             lat.append(took)
             statuses.append(answer["status"])
+            sources.append(answer["from"])
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    # 80 client threads hand the GIL to each other: at the default 5 ms switch interval a reply's
+    # thread may wait several intervals to run, which the 1-instance rows (20 threads) do not pay.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        sys.setswitchinterval(interval)
     for c in clients:
         c.close()
-    return lat, statuses
+    return lat, statuses, sources
 
 
 def fleet_table(delays_ms: list[float], n_names: int, instances: int = 4) -> list[str]:
     rows = [
         f"{n_names} cold names; every instance asks every name at the same moment; upstream answers after the delay.",
         "",
-        "| upstream delay | instances | queries per name | p50 | p99 | max | not ok | takeovers |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| upstream delay | instances | queries per name | p50 | p99 | max | p50 winners | p50 losers | not ok | takeovers | Redis errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for delay in delays_ms:
         for count in (1, instances):
@@ -175,7 +194,7 @@ def fleet_table(delays_ms: list[float], n_names: int, instances: int = 4) -> lis
                     with svc.client(timeout=5.0) as c:
                         c.a(f"warm{i}.wan.test")
                 dns.reset_counts()
-                lat, statuses = ask_all(services, names)
+                lat, statuses, sources = ask_all(services, names)
                 asked = dns.count()
                 takeovers = 0
                 redis_errors = 0
@@ -184,35 +203,95 @@ def fleet_table(delays_ms: list[float], n_names: int, instances: int = 4) -> lis
                         st = c.stats()
                     takeovers += st.get("fleet_takeovers", 0)
                     redis_errors += st.get("redis_errors", 0)
-                if redis_errors:
-                    print(f"  ({redis_errors} failed Redis round trips at {delay:g} ms, {count} instances)", flush=True)
+                    if os.environ.get("WAN_DEBUG"):
+                        print({k: v for k, v in st.items() if k.startswith(("redis_", "fleet_"))}, flush=True)
             bad = sum(s != "ok" for s in statuses)
+            won = [t for t, src in zip(lat, sources) if src == "upstream"]
+            lost = [t for t, src in zip(lat, sources) if src == "redis"]
+            lost_p50 = f"{pct(lost, 50):.0f} ms" if lost else "—"
             rows.append(
                 f"| {delay:g} ms | {count} | {asked / n_names:.2f} | {pct(lat, 50):.0f} ms | {pct(lat, 99):.0f} ms "
-                f"| {max(lat):.0f} ms | {bad} | {takeovers} |"
+                f"| {max(lat):.0f} ms | {pct(won, 50):.0f} ms | {lost_p50} | {bad} | {takeovers} | {redis_errors} |"
             )
             print(rows[-1], flush=True)
     return rows
 
 
+# --- how soon a loser learns ----------------------------------------------------------
+
+
+async def _notify_delays(redis_url: str, trials: int, fetch_s: float) -> list[float]:
+    import random
+
+    from fastlookup.cache.entry import Entry
+    from fastlookup.cache.redis_tier import RedisTier
+    from fastlookup.config import RedisConfig
+
+    cfg = RedisConfig(url=redis_url)
+    winner, loser = RedisTier.from_config(cfg), RedisTier.from_config(cfg)
+    out: list[float] = []
+    try:
+        for i in range(trials):
+            key = f"A:n{i}.{fetch_s:g}.wan.test"
+            assert await winner.claim(key) and not await loser.claim(key)
+            waiting = asyncio.ensure_future(loser.wait(key, 5.0))
+            await asyncio.sleep(random.uniform(0, fetch_s))  # the winner's upstream fetch
+            now = winner.clock()
+            t0 = time.perf_counter()
+            winner.put(key, Entry("ok", ("192.0.2.1",), 300, now + 300, now + 3600))
+            got = await waiting
+            out.append((time.perf_counter() - t0) * 1000)
+            assert got is not None, "the loser did not get the winner's answer"
+    finally:
+        await winner.close()
+        await loser.close()
+    return out
+
+
+def notify_table(trials: int) -> list[str]:
+    rows = [
+        f"From the winner's put to the loser's wait returning; {trials} trials per row, one process, real redis-server.",
+        "",
+        "| winner's fetch | p50 | p90 | p99 | max |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    redis = RedisServer()
+    redis.start()
+    try:
+        for fetch_s in (0.1, 0.3):
+            d = asyncio.run(_notify_delays(redis.url, trials, fetch_s))
+            rows.append(
+                f"| uniform 0-{fetch_s * 1000:.0f} ms | {pct(d, 50):.1f} ms | {pct(d, 90):.1f} ms | {pct(d, 99):.1f} ms "
+                f"| {max(d):.1f} ms |"
+            )
+            print(rows[-1], flush=True)
+    finally:
+        redis.stop()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.wan", description=__doc__.split("\n")[0])
-    parser.add_argument("--table", choices=("dead", "fleet", "both"), default="both")
+    parser.add_argument("--table", choices=("dead", "fleet", "notify", "both"), default="both",
+                        help="both = dead and fleet")
+    parser.add_argument("--trials", type=int, default=200, help="trials per row of the notify table (10..5000)")
     parser.add_argument("--good-ms", type=float, default=20.0, help="GOOD's answer delay in the dead-server table")
     parser.add_argument("--misses", type=int, default=100, help="distinct cold names in the dead-server table (20..2000)")
     parser.add_argument("--delays", default="20,100,300,700", help="upstream delays of the fleet table, ms")
     parser.add_argument("--names", type=int, default=20, help="cold names per fleet run (1..200)")
     args = parser.parse_args(argv)
-    if not 20 <= args.misses <= 2000 or not 1 <= args.names <= 200:
-        parser.error("--misses must be in 20..2000 and --names in 1..200")
+    if not 20 <= args.misses <= 2000 or not 1 <= args.names <= 200 or not 10 <= args.trials <= 5000:
+        parser.error("--misses must be in 20..2000, --names in 1..200, --trials in 10..5000")
     delays = [float(d) for d in args.delays.split(",")]
     if any(not 0 <= d <= 5000 for d in delays):
         parser.error("--delays: each in 0..5000 ms")
-    out: list[str] = []
+    out: list[str] = [f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", ""]
     if args.table in ("dead", "both"):
         out += dead_table(args.good_ms, args.misses) + [""]
     if args.table in ("fleet", "both"):
         out += fleet_table(delays, args.names)
+    if args.table == "notify":
+        out += notify_table(args.trials)
     print("\n".join(out))
     return 0
 

@@ -81,7 +81,7 @@ class UpstreamConfig:
     max_in_flight: int = field(default=64, metadata=_range(1, 10000))
     # Server health (fastlookup/upstream/health.py): a try's timeout is srtt + max(4 rttvar, floor),
     # at most timeout_s; a server that timed out is asked last and probed after probe_min_s,
-    # doubling up to probe_max_s; explore_share of first tries go to another live server.
+    # doubling up to probe_max_s; explore_share of queries also ask another live server in the background.
     rtt_floor_ms: float = field(default=50.0, metadata=_range(1, 10000))
     probe_min_s: float = field(default=1.0, metadata=_range(0.01, 3600))
     probe_max_s: float = field(default=60.0, metadata=_range(0.01, 86400))

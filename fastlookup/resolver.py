@@ -176,6 +176,10 @@ class Resolver:
                 return entry.answer(self.clock(), "redis")
         answer = await self.upstream.query(name, rdtype, self.clock() + self.fetch_budget_s)
         now = self.clock()
+        if shared is not None and answer.failed:
+            release = getattr(shared, "release", None)
+            if release is not None:
+                release(key)  # nothing to share: the instances waiting on our lock take over now
         if answer.failed:
             old = self.memory.get(key)
             if old is not None and old.status not in FAILURES and now < old.stale_until:

@@ -338,6 +338,8 @@ class Service:
         upstream = None
         if new.upstream != old.upstream and not self._fixed_upstream:
             upstream = build_upstream(new, self.stats, self.clock)
+            if hasattr(upstream, "inherit"):
+                upstream.inherit(self.upstream)  # keep what is known of the servers both lists have
         # Swap.
         resolver = self.resolver
         resolver.ttl = ttl

@@ -32,6 +32,9 @@ timeout_s = {timeout_s}
 attempts = 2
 [redis]
 url = "{redis}"
+# Redis answers in ~0.1 ms; 0.5 s (not 50 ms) keeps a full test run on 2 shared CPUs from timing
+# a round trip out, which makes an instance ask upstream itself (fail soft) and is not what is tested.
+timeout_s = 0.5
 [health]
 interval_s = 0
 """
@@ -44,7 +47,7 @@ def _env() -> dict:
 
 
 def start_service(tmp: str, i: int, dns: DnsServer, redis: RedisServer, *, timeout_s: float = 0.8, deadline_s: float = 2.0) -> ServiceProcess:
-    """``fastlookup serve`` as its own process, with the default fleet settings (no lock tuning)."""
+    """``fastlookup serve`` as its own process, with the default fleet lock settings (no lock tuning)."""
     sock = f"{tmp}/fl{i}.sock"
     path = f"{tmp}/fl{i}.toml"
     with open(path, "w") as fh:
@@ -153,3 +156,18 @@ def _ask_ignoring_errors(svc: ServiceProcess, name: str) -> None:
 def _stat(svc: ServiceProcess, key: str) -> float:
     with Client(svc.socket, timeout=2.0) as client:
         return client.stats().get(key, 0)
+
+
+def test_failed_fetch_releases_the_lock_so_waiters_answer_within_their_deadline(short_tmp, redis_and_dns):
+    """A winner whose answer is a failure (SERVFAIL, not shared) releases the lock: the waiters ask upstream at once, not at the lock's end."""
+    redis, dns = redis_and_dns
+    name = "lame.example.test"
+    dns.set_faults(name, servfail=True, delay_s=0.1)  # a fetch: 2 tries (attempts) of 100 ms
+    # deadline 1.0 s is shorter than the 1.9 s lock: only a released lock lets every caller get the SERVFAIL.
+    with ExitStack() as stack:
+        services = [stack.enter_context(start_service(short_tmp, i, dns, redis, deadline_s=1.0)) for i in range(3)]
+        answers = ask_all_at_once(services, [name], timeout_s=5.0)
+        takeovers = sum(_stat(s, "fleet_takeovers") for s in services)
+    assert sorted(a["status"] for a in answers) == ["servfail"] * 3, answers
+    assert dns.count(name) == 3 * 2  # one fetch after the other: each failure is the next one's cue
+    assert takeovers == 2

@@ -470,9 +470,11 @@ def test_wait_returns_the_winners_answer_as_soon_as_it_lands(rs):
 
 
 def test_wait_gives_up_after_wait_ms(rs):
-    """When nobody answers, wait returns None after min(timeout, wait_ms)."""
+    """When the lock's holder never answers, wait returns None after min(timeout, wait_ms)."""
 
     async def main():
+        holder = tier(rs.url)
+        assert await holder.claim(KEY)  # holds the lock and never answers
         t = tier(rs.url, wait_ms=1000)
         started = time.perf_counter()
         got = await t.wait(KEY, 30.0)
@@ -481,11 +483,38 @@ def test_wait_gives_up_after_wait_ms(rs):
         got2 = await t.wait(KEY, 0.03)
         waited2 = time.perf_counter() - quick
         await t.close()
+        await holder.close()
         return got, waited, got2, waited2
 
     got, waited, got2, waited2 = run(main())
     assert got is None and 0.99 <= waited < 10.0  # not before wait_ms; generous: the timeout is 30 s
     assert got2 is None and waited2 < 0.9  # the shorter timeout wins over wait_ms
+
+
+@pytest.mark.parametrize("how", ["released", "expired"])
+def test_lock_gone_without_an_answer_makes_one_waiter_take_over(rs, how):
+    """A winner that releases its lock (a failed fetch) or whose lock expires (it died) is taken over by exactly one waiter."""
+
+    async def main():
+        winner = tier(rs.url, lock_ms=0 if how == "released" else 300)
+        waiters = [tier(rs.url) for _ in range(3)]  # their own lock-life fallback (1.9 s) is past the bound below
+        assert await winner.claim(KEY)
+        assert [await w.claim(KEY) for w in waiters] == [False, False, False]
+        waits = [asyncio.ensure_future(w.wait(KEY, 5.0)) for w in waiters]
+        if how == "released":
+            winner.release(KEY)
+        done, pending = await asyncio.wait(waits, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+        takeovers = sum(w.stats.total("fleet_takeovers") for w in waiters)
+        for f in pending:
+            f.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for t in (winner, *waiters):
+            await t.close()
+        return [f.result() for f in done], takeovers
+
+    results, takeovers = run(main())
+    assert results == [None]  # the one that took over asks upstream
+    assert takeovers == 1  # the others lost the new claim and wait on
 
 
 # --- faults -----------------------------------------------------------------------
@@ -826,7 +855,7 @@ def test_public_api_of_the_redis_tier_modules_is_stable():
     from fastlookup.cache import breaker, redis_batch, redis_codec, redis_connect, redis_fastread, redis_tier
 
     assert redis_tier.__all__ == ["RedisTier"]
-    assert redis_batch.__all__ == ["Batcher", "MAX_IN_FLIGHT", "error_kind"]
+    assert redis_batch.__all__ == ["Batcher", "MAX_IN_FLIGHT", "UNKNOWN", "error_kind"]
     assert breaker.__all__ == ["Breaker"]
     assert redis_fastread.__all__ == ["FastReader", "pack_mget"]
     assert redis_connect.__all__ == ["Connection", "connect", "parse_targets", "describe"]
@@ -889,3 +918,49 @@ def test_concurrent_calls_over_a_tiny_memory_answer_every_question_from_redis(rs
     assert queries == []
     assert results and all(a.status == "ok" and a.source in ("redis", "memory") for answers in results for a in answers)
     assert stats.total("fleet_lock_won") == stats.total("fleet_lock_lost") == 0
+
+
+def test_release_needs_only_the_documented_acl_commands():
+    """Releasing a fleet lock works for an ACL user with only +get +mget +set (docs/redis.md): the lock ends within 1 ms."""
+    with running(RedisServer(password="pw")) as srv:
+        srv.command("ACL", "SETUSER", "fl", "on", ">s3cret", "~t:*", "+get", "+mget", "+set")
+        url = f"redis://fl:s3cret@127.0.0.1:{srv.port}/0"
+
+        async def main():
+            t = tier(url)
+            assert await t.claim(KEY)
+            lock = t.keys.lock(KEY)
+            held = srv.command("PTTL", lock)
+            t.release(KEY)
+            await t.drain()
+            released = srv.command("PTTL", lock)  # -2: gone; 0 or 1: ends within 1 ms
+            await t.close()
+            return held, released, t.stats
+
+        held, released, stats = run(main())
+    assert int(held) > 1000  # the lock lived the winner's budget (1.9 s by default)
+    assert int(released) in (-2, 0, 1)
+    assert stats.total("redis_errors") == 0
+
+
+def test_waiters_stop_waiting_when_redis_dies_mid_wait():
+    """When Redis dies while a loser waits, the breaker opens and the loser stops waiting (asks upstream) long before the lock's end."""
+    with running(RedisServer()) as srv:
+
+        async def main():
+            winner, loser = tier(srv.url), tier(srv.url)
+            assert await winner.claim(KEY) and not await loser.claim(KEY)
+            waiting = asyncio.ensure_future(loser.wait(KEY, 5.0))
+            srv.kill()
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            got = await asyncio.wait_for(waiting, 5.0)
+            took = loop.time() - t0
+            for t in (winner, loser):
+                await t.close()
+            return got, took, loser.stats
+
+        got, took, stats = run(main())
+    assert got is None
+    assert took < 1.0  # the lock would have lived 1.9 s
+    assert stats.total("fleet_wait_misses") == 1 and stats.total("fleet_takeovers") == 0

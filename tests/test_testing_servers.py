@@ -270,6 +270,20 @@ def test_mismatched_reply_comes_first_then_the_real_one(dns_server, fault):
     assert query.is_response(second) and texts(second) == ["host.example.test. 300 IN A 192.0.2.1"]
 
 
+@pytest.mark.parametrize("name", ["host.example.test", "nothing-here.example.test"])
+def test_garbage_reply_has_our_id_and_question_but_does_not_parse(dns_server, name):
+    """garbage answers with the query's ID and question and an answer record cut off inside its data."""
+    dns_server.set_faults(garbage=True)
+    query = dns.message.make_query(name, "A")
+    with raw_udp(dns_server.address, query) as sock:
+        wire = sock.recv(65535)
+    head = dns.message.from_wire(wire, question_only=True)
+    assert head.id == query.id and head.question == query.question and head.flags & dns.flags.QR
+    with pytest.raises(dns.exception.FormError):
+        dns.message.from_wire(wire)
+    assert dns_server.count(name, "A") == 1
+
+
 def test_mismatched_reply_is_skipped_by_a_careful_client(dns_server):
     """dnspython with ignore_errors skips the wrong-ID reply and returns the real answer."""
     dns_server.set_faults(wrong_id=True)

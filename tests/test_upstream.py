@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -245,16 +246,20 @@ def test_rotates_to_second_server(zone_server, zone_server2, fault, counter):
 
 @pytest.mark.parametrize(("explore_share", "queries", "slow_range"), [(0.0, 20, (1, 1)), (0.2, 100, (6, 45))])
 def test_best_server_first_with_an_exploration_share(zone_server, zone_server2, explore_share, queries, slow_range):
-    """Once both servers are measured the faster one is asked first; only the exploration share goes to the slower."""
+    """Once both servers are measured the faster one answers every query; the slower gets only the exploration share, in the background."""
     zone_server2.set_faults(delay_s=0.01)
-    pool = UpstreamPool([server_of(zone_server), server_of(zone_server2)], explore_share=explore_share)
+    stats = Stats()
+    pool = UpstreamPool([server_of(zone_server), server_of(zone_server2)], explore_share=explore_share, stats=stats)
 
     async def main():
         for _ in range(queries):
             assert (await ask(pool, "host.example.test", "A")).ok
+        await pool.close()
 
     run(main())
-    assert zone_server.count() + zone_server2.count() == queries  # one try each: nobody timed out
+    assert zone_server.count() == queries - 1  # the slower one answered only while unmeasured (the 2nd query)
+    explored = stats.total("upstream_explores")
+    assert zone_server2.count() == 1 + explored
     assert slow_range[0] <= zone_server2.count() <= slow_range[1]
     assert pool.health()[server_of(zone_server2).label]["srtt_s"] > pool.health()[server_of(zone_server).label]["srtt_s"]
 
@@ -370,19 +375,20 @@ def test_spoofed_reply_ignored(zone_server, fault, loop):
     assert zone_server.count() == 1  # no retry was needed
 
 
-@pytest.mark.parametrize(("socket_uses", "min_ports"), [(1, 32), (8, 4)])
-def test_query_ids_and_source_ports_vary(socket_uses, min_ports):
-    """Queries go out with random IDs, and a source port serves at most `socket_uses` of them (RFC 5452 §9.2)."""
+@pytest.mark.parametrize(("socket_uses", "queries", "min_ports", "per_port"), [(1, 32, 32, 1), (8, 32, 4, 8), (1000, 200, 4, 64)])
+def test_query_ids_and_source_ports_vary(socket_uses, queries, min_ports, per_port):
+    """Queries go out with random IDs; a source port serves at most `socket_uses` of them (RFC 5452 §9.2) and 64 at once."""
     seen: list[tuple[int, int]] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
         listener.bind(("127.0.0.1", 0))
         listener.settimeout(2)
         pool = UpstreamPool(
-            [Server("127.0.0.1", listener.getsockname()[1])], timeout_s=0.3, attempts=1, socket_uses=socket_uses
+            [Server("127.0.0.1", listener.getsockname()[1])], timeout_s=0.3, attempts=1, socket_uses=socket_uses,
+            max_in_flight=queries,
         )
 
         def record():
-            for _ in range(32):
+            for _ in range(queries):
                 wire, addr = listener.recvfrom(512)
                 seen.append((int.from_bytes(wire[:2], "big"), addr[1]))
 
@@ -390,15 +396,15 @@ def test_query_ids_and_source_ports_vary(socket_uses, min_ports):
         thread.start()
 
         async def main():
-            return await asyncio.gather(*(ask(pool, f"h{i}.example.test", "A") for i in range(32)))
+            return await asyncio.gather(*(ask(pool, f"h{i}.example.test", "A") for i in range(queries)))
 
         answers = run(main())
         thread.join()
     assert {a.status for a in answers} == {"timeout"}
     ports = [port for _, port in seen]
     assert len(set(ports)) >= min_ports
-    assert max(ports.count(p) for p in ports) <= socket_uses
-    assert len({qid for qid, _ in seen}) >= 28  # 32 draws from 65536: collisions are rare
+    assert max(ports.count(p) for p in ports) <= per_port
+    assert len({qid for qid, _ in seen}) >= queries - 4  # 32 draws from 65536: collisions are rare
 
 
 # -- load -------------------------------------------------------------------------
@@ -525,3 +531,43 @@ def test_memory_upstream_double():
         return answers
 
     assert run(main()) == [Answer("ok", ("192.0.2.1",), 60), Answer("nxdomain")]
+
+
+# -- socket reuse -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_reused_socket_routes_replies_by_id_and_drops_strays(loop):
+    """Queries sharing a socket each get their own answer; a reply with another ID or question is dropped (RFC 5452 §9.1)."""
+    records = {(f"r{i}.example.test", "A"): [f"198.51.100.{i + 1}"] for i in range(40)}
+    with DnsServer(records) as srv:
+        for i in range(40):  # every reply is preceded by one with the ID + 1; the last asked is answered first
+            srv.set_faults(f"r{i}.example.test", wrong_id=True, delay_s=(40 - i) * 0.003)
+        stats = Stats()
+        pool = UpstreamPool([server_of(srv)], socket_uses=100, stats=stats)
+
+        async def main():
+            return await asyncio.gather(*(ask(pool, f"r{i}.example.test", "A") for i in range(40)))
+
+        answers = run(main(), loop)
+    assert [a.records for a in answers] == [(f"198.51.100.{i + 1}",) for i in range(40)]
+    assert stats.total("upstream_dropped") == 40
+    assert stats.total("upstream_queries") == 40
+
+
+def test_sockets_are_closed_after_their_uses():
+    """After socket_uses queries a socket is retired and closed once its replies are in: open sockets stay bounded."""
+    with DnsServer(RECORDS, soa=SOAS) as srv:
+        pool = UpstreamPool([server_of(srv)], socket_uses=10)
+
+        async def main():
+            before = len(os.listdir("/proc/self/fd"))
+            for _ in range(5):
+                await asyncio.gather(*(ask(pool, "host.example.test", "A") for _ in range(25)))
+            during = len(os.listdir("/proc/self/fd"))
+            await pool.close()
+            return before, during, len(os.listdir("/proc/self/fd"))
+
+        before, during, after = run(main())
+    assert during - before <= 1  # only the current socket stays open between queries
+    assert after <= before

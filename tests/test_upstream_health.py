@@ -68,15 +68,20 @@ def test_rtt_timeout_and_backoff_arithmetic(events, state, rto, down_until):
     assert h.rto() == pytest.approx(rto)
 
 
-def test_rank_orders_unknown_then_fastest_then_down():
-    """Unknown servers sort first (to be measured), then measured ones by srtt, then down ones by due time."""
-    fast, slow, unknown, down = health(), health(), health(), health()
+def test_rank_orders_unknown_then_fastest_then_failing_then_down():
+    """Unknown servers sort first (to be measured), then measured ones by srtt, those answering failures later, down ones last."""
+    fast, slow, unknown, down, failing = health(), health(), health(), health(), health()
     fast.sample(0.01)
     slow.sample(0.2)
     down.sample(0.001)
     down.timed_out(5.0)
-    ranked = sorted([down, slow, fast, unknown], key=lambda h: h.rank(0.0))
-    assert ranked == [unknown, fast, slow, down]
+    failing.sample(0.001)
+    failing.replied(False)
+    ranked = sorted([down, failing, slow, fast, unknown], key=lambda h: h.rank(0.0))
+    assert ranked == [unknown, fast, slow, failing, down]
+    failing.sample(0.001)
+    failing.replied(True)  # one good answer and it is back in its RTT place
+    assert failing.rank(0.0) < fast.rank(0.0)
 
 
 def test_smoothing_follows_a_changed_rtt():
@@ -117,6 +122,11 @@ def test_dead_servers_are_learned_and_avoided(servers, dead_count):
     assert stats.total("upstream_timeouts") == dead_count
     assert stats.gauges["upstream_server_up"][(server_of(good).label,)] == 1
     assert stats.gauges["upstream_server_up"][(server_of(dead[0]).label,)] == 0
+    snap = stats.snapshot()  # what the `stats` RPC returns
+    assert snap[f"upstream_server_up/{server_of(dead[0]).label}"] == 0
+    assert 0 < snap[f"upstream_srtt_seconds/{server_of(good).label}"] < 0.1
+    assert snap[f"upstream_rto_seconds/{server_of(good).label}"] >= 0.05  # the rtt_floor_ms default
+    assert snap[f"upstream_timeouts/{server_of(dead[0]).label}"] == 1
 
 
 def test_dead_server_comes_back_through_the_background_probe(servers):
@@ -168,6 +178,9 @@ def test_garbage_reply_fails_that_server_at_once(servers):
     assert (broken.count(), good.count()) == (1, 1)
     assert stats.counters["upstream_errors"][(server_of(broken).label, "garbage")] == 1
     assert stats.total("upstream_timeouts") == 0
+    statuses = asyncio.run(ask_many(pool, 10))
+    assert statuses == ["ok"] * 10
+    assert (broken.count(), good.count()) == (1, 11)  # the garbage server is now asked after the good one
 
 
 def test_only_server_answering_garbage_gives_error_not_timeout(servers):
@@ -199,3 +212,47 @@ def test_hedge_asks_the_next_server_when_a_reply_is_late(servers):
     assert stats.counters["upstream_hedges"][(server_of(slow).label,)] == 1
     assert (slow.count(), fast.count()) == (2, 2)
     assert stats.total("upstream_timeouts") == 0  # the hedge answered before `slow` passed its rto
+
+
+@pytest.mark.parametrize("n_servers", [1, 2])
+def test_slow_answer_past_the_rto_does_not_take_a_server_down(servers, n_servers):
+    """A reply later than the try timeout but within timeout_s (a resolver's cold lookup) is used, and the server stays up."""
+    used = servers[:n_servers]
+    for srv in used:
+        srv.add("cold.example.test", "A", ["192.0.2.9"])
+        srv.set_faults("cold.example.test", delay_s=0.3)
+    stats = Stats()
+    pool = UpstreamPool([server_of(s) for s in used], timeout_s=1.0, explore_share=0, stats=stats)
+    states: list[tuple] = []
+
+    async def main():
+        pool.on_state = lambda server, state: states.append((server, state))
+        for _ in range(3):  # measured: ~0 ms, so the rto is the 50 ms floor
+            await pool.query(NAME, "A", time.monotonic() + 2)
+        return await pool.query("cold.example.test", "A", time.monotonic() + 2)
+
+    answer = asyncio.run(main())
+    assert answer.ok and answer.records == ("192.0.2.9",)
+    assert DOWN not in [state for _, state in states]
+    assert all(h["state"] == UP for h in pool.health().values())
+    # One server: asked once, no early retry to the same server. Two: the second is asked at the first's rto.
+    assert [s.count("cold.example.test") for s in used] == [1] * n_servers
+    assert stats.total("upstream_timeouts") == n_servers - 1
+
+
+def test_a_new_pool_inherits_what_the_old_one_measured(servers):
+    """A pool built on reload starts with the RTT the old pool measured for the servers both have, not from scratch."""
+    a, b, c = servers
+    b.set_faults(delay_s=0.02)
+    old = UpstreamPool([server_of(a), server_of(b)], explore_share=0)
+
+    async def main():
+        await old.query(NAME, "A", time.monotonic() + 2)
+        await old.query(NAME, "A", time.monotonic() + 2)  # both measured: a ~0 ms, b ~20 ms
+        new = UpstreamPool([server_of(b), server_of(c)], explore_share=0)  # c is new, unmeasured
+        new.inherit(old)
+        return new.health()
+
+    health_ = asyncio.run(main())
+    assert health_[server_of(b).label]["state"] == UP and health_[server_of(b).label]["srtt_s"] >= 0.015
+    assert health_[server_of(c).label]["state"] == UNKNOWN

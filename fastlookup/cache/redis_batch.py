@@ -42,7 +42,10 @@ from .breaker import Breaker
 from .entry import Entry, TtlPolicy
 from .redis_codec import Decoded, decode
 
-__all__ = ["Batcher", "MAX_IN_FLIGHT", "error_kind"]
+__all__ = ["Batcher", "MAX_IN_FLIGHT", "UNKNOWN", "error_kind"]
+
+#: What a raw read answers when Redis did not (error, timeout, breaker open).
+UNKNOWN = object()
 
 #: Round trips in flight at once per tier.
 MAX_IN_FLIGHT = 8
@@ -67,19 +70,25 @@ class _Batch:
     a batch that waited for a free round-trip slot has only the rest.
     """
 
-    __slots__ = ("reads", "claims", "writes", "deadline")
+    __slots__ = ("reads", "raw", "claims", "writes", "deletes", "deadline")
 
     def __init__(self) -> None:
         self.reads: dict[str, list[asyncio.Future]] = {}
+        self.raw: dict[str, list[asyncio.Future]] = {}  # keys read as bytes (fleet locks), not entries
+        self.deletes: set[str] = set()
         self.claims: dict[str, list[asyncio.Future]] = {}
         self.writes: dict[str, tuple[bytes, int]] = {}
         self.deadline = 0.0
 
     def __bool__(self) -> bool:
-        return bool(self.reads or self.claims or self.writes)
+        return bool(self.reads or self.raw or self.claims or self.writes or self.deletes)
 
     def size(self) -> int:
-        return len(self.reads) + len(self.claims) + len(self.writes)
+        return len(self.reads) + len(self.raw) + len(self.claims) + len(self.writes) + len(self.deletes)
+
+    def read_keys(self) -> list[str]:
+        """The keys of the batch's ``MGET``: entries, then raw values."""
+        return [*self.reads, *self.raw] if self.raw else list(self.reads)
 
 
 class Batcher:
@@ -130,12 +139,13 @@ class Batcher:
         self._batch.reads.setdefault(rkey, []).append(fut)
         return await self._join(fut)
 
-    def read_many(self, rkeys: list[str]) -> list[asyncio.Future]:
+    def read_many(self, rkeys: list[str], *, raw: bool = False) -> list[asyncio.Future]:
         """Queue reads of ``rkeys`` in this turn's batch without waiting: their futures
-        (entry or None), all answered by one round trip (the fleet-wait poller's read)."""
+        (entry or None; with ``raw`` the stored bytes, None when absent, or ``UNKNOWN``
+        when Redis did not answer), all answered by one round trip (the fleet-wait poller's read)."""
         loop = asyncio.get_running_loop()
         futs = []
-        reads = self._batch.reads
+        reads = self._batch.raw if raw else self._batch.reads
         for rkey in rkeys:
             fut = loop.create_future()
             reads.setdefault(rkey, []).append(fut)
@@ -149,6 +159,13 @@ class Batcher:
         fut = asyncio.get_running_loop().create_future()
         self._batch.claims.setdefault(rkey, []).append(fut)
         return await self._join(fut)
+
+    def delete(self, rkey: str) -> None:
+        """Queue the end of ``rkey`` for this turn's round trip (a fleet lock released):
+        ``SET rkey "" PX 1``, so an ACL user needs no ``+del``."""
+        self._batch.deletes.add(rkey)
+        if not self._scheduled:
+            self._schedule()
 
     def write(self, rkey: str, value: bytes, px: int) -> None:
         """Queue ``SET rkey value PX px`` for this turn's round trip."""
@@ -236,7 +253,7 @@ class Batcher:
         batch = self._take()
         if batch is not None:
             fast = self.fast
-            if fast is not None and not batch.claims and not batch.writes and fast.ready:
+            if fast is not None and not batch.claims and not batch.writes and not batch.deletes and fast.ready:
                 self._send_reads(batch, fast)
                 return
             task = asyncio.get_running_loop().create_task(self._round_trip(batch))
@@ -252,7 +269,7 @@ class Batcher:
         timer; the connection is then closed and reopened on the next read),
         counted for the breaker, every waiter answered whatever happens.
         """
-        read_keys = list(batch.reads)
+        read_keys = batch.read_keys()
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         self._in_flight += 1
@@ -293,13 +310,13 @@ class Batcher:
             timer = loop.call_at(batch.deadline, done, None, TimeoutError())
 
     async def _round_trip(self, batch: _Batch) -> None:
-        read_keys = list(batch.reads)
+        read_keys = batch.read_keys()
         ok = False
         started = time.perf_counter()
         self._in_flight += 1
         try:
             async with asyncio.timeout_at(batch.deadline):
-                values, claimed, failed = await self._execute(read_keys, list(batch.claims), batch.writes)
+                values, claimed, failed = await self._execute(read_keys, list(batch.claims), batch.writes, batch.deletes)
             ok = True
         except asyncio.CancelledError:
             _answer_soft(batch)
@@ -310,7 +327,7 @@ class Batcher:
                 # Redis answered, refusing writes/claims (OOM under maxmemory + noeviction): it is
                 # alive, and reads must keep working (docs/redis.md), so this does not trip the breaker.
                 ok = True
-            if self.fast is not None and kind != "reply" and not self.cluster and not batch.claims and not batch.writes:
+            if self.fast is not None and kind != "reply" and not self.cluster and not batch.claims and not batch.writes and not batch.deletes:
                 self.fast.reset()  # the lean connection timed out or broke: reopened on the next read
             self.stats.inc("redis_errors", (kind,))
             self.last_error = f"{kind}: {type(exc).__name__}"
@@ -330,12 +347,12 @@ class Batcher:
             _answer_soft(batch)  # nobody is left waiting, whatever happened above
 
     async def _execute(
-        self, read_keys: list[str], claim_keys: list[str], writes: dict[str, tuple[bytes, int]]
+        self, read_keys: list[str], claim_keys: list[str], writes: dict[str, tuple[bytes, int]], deletes: set[str] = frozenset()
     ) -> tuple[list, list[bool | None], int]:
         """One round trip: (values of ``read_keys``, claim outcomes — None when the
         command failed —, count of per-command errors)."""
         client = self.client
-        if not self.cluster and not claim_keys and not writes:
+        if not self.cluster and not claim_keys and not writes and not deletes:
             if self.fast is not None:
                 return await self.fast.mget(read_keys), [], 0
             return await client.execute_command("MGET", *read_keys), [], 0
@@ -349,6 +366,8 @@ class Batcher:
             pipe.set(rkey, self.owner, nx=True, px=self.lock_ms)
         for rkey, (value, px) in writes.items():
             pipe.set(rkey, value, px=px)
+        for rkey in deletes:
+            pipe.set(rkey, b"", px=1)  # gone within 1 ms: a delete with the ACL's +set alone
         results = await pipe.execute(raise_on_error=False)
         failed = sum(isinstance(r, Exception) for r in results)
         if failed == len(results):
@@ -358,7 +377,7 @@ class Batcher:
         elif read_keys:
             values, rest = results[0], results[1:]
             if isinstance(values, Exception):
-                values = [None] * len(read_keys)
+                values = [UNKNOWN] * len(read_keys)
         else:
             values, rest = [], results
         claimed = [None if isinstance(r, Exception) else r is True for r in rest[: len(claim_keys)]]
@@ -374,8 +393,15 @@ class Batcher:
         if read_keys:
             stats.inc("redis_keys_read", (), len(read_keys))
             now_mono, now_wall = self.clock(), self.wall()
+            raw_futs = batch.raw
             policy, type_at = self.ttl_policy or TtlPolicy(), self.type_at
             for rkey, raw in zip(read_keys, values):
+                if rkey in raw_futs:
+                    for fut in raw_futs[rkey]:
+                        if not fut.done():
+                            fut.set_result(raw if isinstance(raw, bytes) else None if raw is None else UNKNOWN)
+                    if rkey not in batch.reads:
+                        continue
                 rdtype = rkey[type_at : rkey.find(":", type_at)] if type_at else None
                 entry = decode(raw, now_mono, now_wall, policy, rdtype) if isinstance(raw, bytes) else None
                 if entry is Decoded.CORRUPT:
@@ -395,7 +421,11 @@ class Batcher:
 
 
 def _answer_soft(batch: _Batch) -> None:
-    """Answer what a batch asked without Redis: reads None, claims None (cannot tell)."""
+    """Answer what a batch asked without Redis: reads None, raw reads ``UNKNOWN``, claims None (cannot tell)."""
+    for futs in batch.raw.values():
+        for fut in futs:
+            if not fut.done():
+                fut.set_result(UNKNOWN)
     for futs in (*batch.reads.values(), *batch.claims.values()):
         for fut in futs:
             if not fut.done():

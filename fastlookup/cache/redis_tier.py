@@ -23,11 +23,14 @@ Fleet-wide coalescing
     whole upstream budget (``budget_s``: ``upstream.timeout_s x attempts +
     0.1 s``) plus 200 ms, or ``lock_ms`` when set. The winner asks upstream
     and ``put``\\ s the answer; the others ``wait`` (``redis_wait``): one
-    poller per tier reads every waited-for key each 10 ms, so a waiter learns
-    of the answer within ~10 ms + one round trip. A waiter that reaches the end
+    poller per tier reads every waited-for key each 5 ms, so a waiter learns
+    of the answer within ~5 ms + two round trips. A waiter that reaches the end
     of the lock it lost without an answer (the winner died, or its answer
     was a failure, which is not shared) claims again: one instance wins and
-    asks upstream (``fleet_takeovers``), the others wait on. A wait lasts at
+    asks upstream (``fleet_takeovers``), the others wait on. The poller also
+    reads the waited-for locks: a winner whose answer is a failure deletes
+    its lock (``release``), and a lock gone without an answer (released, or
+    expired after the winner died) makes the waiters claim at once. A wait lasts at
     most two lock lives (``wait_ms`` caps it when set). The lock is never
     released by hand: it expires.
 
@@ -55,7 +58,7 @@ from .redis_batch import MAX_IN_FLIGHT, Batcher
 from .redis_codec import KeySchema, encode
 from .redis_connect import Connection, connect, describe
 from .redis_fastread import FastReader
-from .redis_wait import Poller, wait_for
+from .redis_wait import LOCK_GONE, Poller, wait_for
 
 __all__ = ["RedisTier"]
 
@@ -65,6 +68,8 @@ log = logging.getLogger("fastlookup.redis")
 DEFAULT_BUDGET_S = 1.7
 #: Lock life beyond the winner's budget: its write's round trip and clock differences.
 LOCK_MARGIN_S = 0.2
+#: Bound on the locks remembered as held (one per fetch in flight).
+_HELD_MAX = 100_000
 
 
 class RedisTier:
@@ -112,7 +117,12 @@ class RedisTier:
         self.batcher.type_at = len(self.keys.value_prefix)  # values are checked against their key's record type
         self._closed = False
         self.budget_s = budget_s  # sets the batcher's lock life
-        self.poller = Poller(self.batcher.read_many, on_poll=lambda: self.stats.inc("fleet_polls"))
+        self.poller = Poller(
+            self.batcher.read_many,
+            on_poll=lambda: self.stats.inc("fleet_polls"),
+            give_up=lambda: self._closed or self.breaker.is_open,
+        )
+        self._held: set[str] = set()  # keys whose fleet lock this instance won and still holds
         self.stats.set("redis_breaker_open", 0)
         self.stats.declare("redis_errors", "kind")
 
@@ -182,6 +192,7 @@ class RedisTier:
 
     def put(self, key: str, entry: Entry) -> None:
         """Queue ``entry`` for this turn's round trip; Redis expires it when its stale window ends."""
+        self._held.discard(key)
         rkey = self._usable(self.keys.value(key))
         if rkey is None:
             return
@@ -198,7 +209,23 @@ class RedisTier:
         if won is None:  # Redis could not tell (error, breaker): ask upstream, count no lock
             return True
         self.stats.inc("fleet_lock_won" if won else "fleet_lock_lost")
+        if won:
+            self._hold(key)
         return won
+
+    def release(self, key: str) -> None:
+        """The fetch of ``key`` this instance won ended without an answer to share (a
+        failure): delete the lock, so the waiting instances take over now, not at its end."""
+        if key in self._held:
+            self._held.discard(key)
+            rkey = self._usable(self.keys.lock(key))
+            if rkey is not None:
+                self.batcher.delete(rkey)
+
+    def _hold(self, key: str) -> None:
+        if len(self._held) >= _HELD_MAX:  # a fetch that never ended (a bug): forget, the locks expire
+            self._held.clear()
+        self._held.add(key)
 
     async def wait(self, key: str, timeout_s: float) -> Entry | None:
         """Another instance's answer for ``key``, or None when this instance should ask upstream:
@@ -215,28 +242,34 @@ class RedisTier:
         now = loop.time()
         end = now + (min(timeout_s, self.wait_ms / 1000) if self.wait_ms else timeout_s)
         lock_end = now + self.lock_s  # the lock we lost was set no earlier than now
-        fut = self.poller.register(rkey)
+        fut = self.poller.register(rkey, lock_key)
         try:
             while True:
                 now = loop.time()
                 if now >= end or self._closed or self.breaker.is_open:
                     break
                 entry = await wait_for(fut, min(end, lock_end) - now)
-                if entry is not None:
+                if entry is not None and entry is not LOCK_GONE:
                     self.stats.inc("fleet_wait_hits")
                     return entry
-                if fut.done():  # the poller was closed
+                if self._closed:
                     break
-                if loop.time() >= lock_end and loop.time() < end:
-                    entry = await self._read(key)  # the answer may have landed since the last poll
-                    if entry is not None:
-                        self.stats.inc("fleet_wait_hits")
-                        return entry
+                if entry is LOCK_GONE or loop.time() >= lock_end:
+                    if entry is None:  # the lock's end, no news from the polls: the answer may be in now
+                        entry = await self._read(key)
+                        if entry is not None:
+                            self.stats.inc("fleet_wait_hits")
+                            return entry
                     won = await self.batcher.claim(lock_key)
                     if won is None or won:
                         self.stats.inc("fleet_takeovers")
+                        if won:
+                            self._hold(key)
                         return None
                     lock_end = loop.time() + self.lock_s  # another waiter took over: wait on its lock
+                if fut.done():
+                    self.poller.unregister(rkey, fut)
+                    fut = self.poller.register(rkey, lock_key)
         finally:
             self.poller.unregister(rkey, fut)
         self.stats.inc("fleet_wait_misses")

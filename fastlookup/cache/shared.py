@@ -27,6 +27,10 @@ class SharedTier(Protocol):
         is already asking."""
 
     async def wait(self, key: str, timeout_s: float) -> Entry | None:
-        """Wait up to ``timeout_s`` for another instance's answer to appear."""
+        """Wait up to ``timeout_s`` for another instance's answer to appear; None when this
+        instance should ask upstream itself (the winner failed or died, or the time is up)."""
+
+    # Optional (the resolver calls it when present): ``release(key)`` after a fetch this
+    # instance won ended without an answer to share, so waiting instances take over now.
 
     async def close(self) -> None: ...

@@ -6,8 +6,10 @@ values; DNS outcomes (NXDOMAIN, SERVFAIL, timeouts...) are statuses, and no
 on the ``Upstream`` protocol, so its tests can use an in-memory double.
 
 Modules, one job each: ``servers`` (addresses, resolv.conf), ``codec``
-(bytes <-> Answer, the RFC 5452 reply gate), ``udp`` and ``tcp`` (one
-exchange each), ``pool`` (rotation, retries, bounds, deadlines, stats),
+(bytes <-> Answer, the RFC 5452 reply gate), ``udp`` (exchanges on
+connected sockets reused for a bounded number of queries) and ``tcp`` (one
+exchange each), ``health`` (per-server RTT, backoff and order), ``pool``
+(server choice, retries, probes, bounds, deadlines, stats),
 ``memory`` (an in-memory ``Upstream`` double for the resolver's unit tests).
 """
 

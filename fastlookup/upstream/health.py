@@ -14,13 +14,18 @@ off exponentially, and asks the best server first.
   slow but working server (a 700 ms blocklist) is never cut off before it
   was measured. Each consecutive timeout doubles it (RFC 6298 §5.5), still
   capped by the ceiling.
-* Down: a timeout marks the server down for ``probe_min_s``, doubling with
-  each consecutive timeout up to ``probe_max_s``. A down server is asked only
+* Down: a try that got no reply at all (the pool keeps a try listening until
+  ``timeout_s`` even after its ``rto`` passed and the next try started, so a
+  resolver's slow cold lookup is a late reply, not a timeout) marks the
+  server down for ``probe_min_s``, doubling with each consecutive timeout up
+  to ``probe_max_s``. A down server is asked only
   when no other server is left; when its time is up the pool sends it one
   background probe (a real question, off the caller's path) and any reply
   brings it back.
 * Order: up and unknown servers first, unknown before measured (so each is
-  measured once), then by ``srtt``; down servers last, soonest-due first.
+  measured once), then by ``srtt``, a server whose last replies were
+  failures (SERVFAIL, REFUSED, unparseable) after those whose were not;
+  down servers last, soonest-due first.
 
 No I/O and no event loop here: the pool calls ``sample``/``timed_out`` and
 reads ``order``; the clock is the pool's (tests pass a fake one).
@@ -42,7 +47,8 @@ class ServerHealth:
     """The RTT estimate and backoff state of one upstream server."""
 
     __slots__ = (
-        "ceiling_s", "down_until", "failures", "floor_s", "measured", "probe_max_s", "probe_min_s", "rttvar", "srtt", "state",
+        "ceiling_s", "down_until", "errors", "failures", "floor_s", "measured", "probe_max_s", "probe_min_s", "rttvar", "srtt",
+        "state",
     )
 
     def __init__(self, *, ceiling_s: float, floor_s: float, probe_min_s: float, probe_max_s: float) -> None:
@@ -54,6 +60,7 @@ class ServerHealth:
         self.rttvar = 0.0
         self.measured = False  # a reply was timed: srtt means something
         self.failures = 0  # consecutive timeouts
+        self.errors = 0  # consecutive failure replies (alive, but no use)
         self.down_until = 0.0
         self.state = UNKNOWN
 
@@ -81,6 +88,8 @@ class ServerHealth:
             return (1, self.down_until)
         if self.state == UNKNOWN:
             return (0, -1.0)
+        if self.errors:
+            return (0, self.srtt + min(self.errors, 8) * self.ceiling_s)
         return (0, self.srtt)
 
     def probe_due(self, now: float) -> bool:
@@ -104,6 +113,10 @@ class ServerHealth:
         self.down_until = 0.0
         return back
 
+    def replied(self, useful: bool) -> None:
+        """After ``sample``: whether the reply was an answer (not SERVFAIL, REFUSED or garbage)."""
+        self.errors = 0 if useful else self.errors + 1
+
     def timed_out(self, now: float) -> bool:
         """A try got no reply within its ``rto``; True when this took the server down."""
         self.failures += 1
@@ -115,4 +128,7 @@ class ServerHealth:
 
     def snapshot(self) -> dict[str, float | str]:
         """State, RTT estimate and timeout for ``stats``: seconds."""
-        return {"state": self.state, "srtt_s": self.srtt, "rttvar_s": self.rttvar, "rto_s": self.rto(), "failures": self.failures}
+        return {
+            "state": self.state, "srtt_s": self.srtt, "rttvar_s": self.rttvar, "rto_s": self.rto(),
+            "failures": self.failures, "errors": self.errors,
+        }

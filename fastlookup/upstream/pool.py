@@ -3,13 +3,18 @@
 One query is a few *tries*, each on the best server not yet tried in this
 query (``health``: measured servers by smoothed RTT, unknown ones first so
 they get measured, servers that timed out last until a background probe
-brings them back; a small ``explore_share`` of first tries goes to another
-live server so its RTT stays known). A try's timeout is its server's
+brings them back; for a small ``explore_share`` of queries the question
+also goes to another live server in the background, so its RTT stays known
+at no cost to the caller: ``upstream_explores``). A try's timeout is its server's
 ``rto`` (from the RTT, at least ``rtt_floor_ms``, at most ``timeout_s``):
-when it passes, the next try starts, while the earlier ones keep listening
-until ``timeout_s`` after they were sent, so a slow server's answer still
-wins if it comes first. With ``hedge``, the next try already starts when
-the reply is later than the server's usual RTT band (``upstream_hedges``).
+when it passes, the next try starts on another server, while the earlier
+ones keep listening until ``timeout_s`` after they were sent (even after
+the query returned: their replies, or their silence, are what the server's
+health learns from), so a slow server's answer still wins if it comes
+first and only silence takes a server down. With no other server left, the
+next try waits for the last one to end (no early resend to a server already
+asked). With ``hedge``, the next try already starts when the reply is later
+than the server's usual RTT band (``upstream_hedges``).
 
 A query makes ``max(attempts, servers)`` tries at most, all within the
 caller's absolute ``deadline``; waiting for a free slot on a server counts
@@ -54,6 +59,7 @@ __all__ = ["Upstream", "UpstreamPool"]
 log = logging.getLogger("fastlookup.upstream")
 
 _TIMEOUT = Answer("timeout")
+_NEVER = float("inf")
 _ERROR = Answer("error")
 _GARBAGE = Answer("error")  # ours (server, port, ID, question) but unparseable: counted as "garbage"
 _UNREACHABLE = Answer("error")  # no reply: ICMP error, connection reset, shutdown
@@ -182,11 +188,14 @@ class UpstreamPool:
         self._next = 0
         self._live: set = set()  # open UDP exchanges and TCP transports, each with close()
         self._closed = False
+        self._background: set[asyncio.Task] = set()  # exploring tries, off the callers' path
+        self._last_ok: tuple[str, str] | None = None  # a question some server answered: what probes ask
         #: Called with (server, "up" | "down") when a server goes down or comes back (logs, tests).
         self.on_state: Callable[[Server, str], None] | None = None
         if stats is not None:
             for counter in (
                 "upstream_queries", "upstream_timeouts", "upstream_dropped", "upstream_tcp_retries", "upstream_hedges",
+                "upstream_explores",
             ):
                 stats.declare(counter, "server")
             stats.declare("upstream_errors", "server", "status")
@@ -204,16 +213,17 @@ class UpstreamPool:
         if self._closed:
             raise RuntimeError("UpstreamPool.query() called after close()")
         clock = self._clock
+        n = len(self._states)
         start = self._next
-        self._next = (start + 1) % len(self._states)
-        max_tries = max(self._attempts, len(self._states))
+        self._next = (start + 1) % n
+        max_tries = max(self._attempts, n)
         loop = asyncio.get_running_loop()
         tried: list[_ServerState] = []
         live: list[_Try] = []
         current: _Try | None = None
         failure: Answer | None = None
         next_at = clock()  # when the next try starts if no answer came
-        answered = False
+        late_at = _NEVER  # when the latest try passes its try timeout (rto), or its RTT band with hedging
         try:
             while True:
                 now = clock()
@@ -221,13 +231,17 @@ class UpstreamPool:
                 if left <= 0:
                     break
                 if len(tried) < max_tries and now >= next_at:
-                    st = self._pick(tried, start, now, first=not tried)
+                    st = self._pick(tried, start, now, name=name if not tried else None, rdtype=rdtype)
                     tried.append(st)
                     task = loop.create_task(self._try(st, name, rdtype, min(self._timeout_s, left), deadline))
                     current = _Try(st, task, now)
                     live.append(current)
-                    h = st.health
-                    next_at = now + (h.hedge_after() if self._hedge else h.rto())
+                    if len(tried) < n:  # another server is left: move on to it after this one's rto
+                        h = st.health
+                        next_at = now + (h.hedge_after() if self._hedge else h.rto())
+                    else:  # only servers already asked: ask again once this try has ended
+                        next_at = _NEVER
+                    late_at = next_at
                 if not live:
                     if len(tried) >= max_tries:
                         break
@@ -243,32 +257,34 @@ class UpstreamPool:
                         continue
                     live.remove(t)
                     result = t.task.result()
-                    if result is None:  # no reply within timeout_s
-                        if not t.late:
-                            self._late(t, name, rdtype, hedged=False)
+                    if result is None or result.status in _FAILED:
+                        if result is None and not t.late:
+                            self._count_late(t, hedged=False)
+                        elif result is not None:
+                            failure = result
+                        if result is not None or t is current:
+                            next_at = clock()  # a failed reply, or the latest try ended: the next one starts now
                         continue
-                    if result.status in _FAILED:
-                        failure = result
-                        next_at = clock()  # a failed reply: the next try starts at once
-                        continue
-                    answered = True
+                    self._last_ok = (name, rdtype)
+                    live.clear()  # the others run on to their end in the background: health learns from them
                     return result
-                if current is not None and not current.late and not current.task.done() and clock() >= next_at:
-                    self._late(current, name, rdtype, hedged=self._hedge and clock() - current.sent < current.st.health.rto())
+                if current is not None and not current.late and not current.task.done() and clock() >= late_at:
+                    self._count_late(current, hedged=self._hedge and clock() - current.sent < current.st.health.rto())
             return failure or _TIMEOUT
         finally:
-            now = clock()
             for t in live:
-                if not t.task.done():
-                    t.task.cancel()
-                    if not t.late and not answered:  # cut off by the deadline: the server's fault only past its rto
-                        if now - t.sent >= t.st.health.rto():
-                            self._late(t, name, rdtype, hedged=False)
-                        elif self._stats is not None:
-                            self._stats.inc("upstream_timeouts", t.st.labels)
+                if not t.late and not t.task.done():  # cut off by the deadline
+                    self._count_late(t, hedged=False)
 
-    def _pick(self, tried: list[_ServerState], start: int, now: float, *, first: bool) -> _ServerState:
-        """The best server not yet tried in this query (all tried: the best one again)."""
+    def _pick(
+        self, tried: list[_ServerState], start: int, now: float, *, name: str | None, rdtype: str
+    ) -> _ServerState:
+        """The best server not yet tried in this query (all tried: the best one again).
+
+        For a query's first try (``name`` given), an ``explore_share`` of the time
+        the same question also goes to another live server in the background, off
+        the caller's path: its reply (or silence) keeps that server's RTT known.
+        """
         states = self._states
         n = len(states)
         best: _ServerState | None = None
@@ -286,22 +302,22 @@ class UpstreamPool:
             elif st.health.state != DOWN:
                 others.append(st)
         assert best is not None
-        if first and others and best.health.state == UP and self._explore and random.random() < self._explore:
-            return random.choice(others)  # keep the others' RTT known
+        if name is not None and others and best.health.state == UP and self._explore and random.random() < self._explore:
+            other = random.choice(others)
+            task = asyncio.get_running_loop().create_task(self._try(other, name, rdtype, self._timeout_s, self._clock() + self._timeout_s))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            if self._stats is not None:
+                self._stats.inc("upstream_explores", other.labels)
         return best
 
-    def _late(self, t: _Try, name: str, rdtype: str, *, hedged: bool) -> None:
-        """``t`` passed its rto (or ended without a reply): a timeout of its server, unless
-        it was only a hedge; the try itself keeps listening until ``timeout_s``."""
+    def _count_late(self, t: _Try, *, hedged: bool) -> None:
+        """``t`` got no reply within its try timeout (``rto``; ``hedged``: within its usual RTT
+        band). Counted here; its server's health learns from the try itself, which keeps
+        listening until ``timeout_s`` (``_try``)."""
         t.late = True
-        st = t.st
-        if hedged:
-            if self._stats is not None:
-                self._stats.inc("upstream_hedges", st.labels)
-            return
         if self._stats is not None:
-            self._stats.inc("upstream_timeouts", st.labels)
-        self._failed(st, name, rdtype)
+            self._stats.inc("upstream_hedges" if hedged else "upstream_timeouts", t.st.labels)
 
     def _failed(self, st: _ServerState, name: str, rdtype: str) -> None:
         """``st`` did not answer (timeout, ICMP unreachable): back it off, probe it later."""
@@ -314,8 +330,9 @@ class UpstreamPool:
     # --- background probes ----------------------------------------------------------
 
     def _schedule_probe(self, st: _ServerState, name: str, rdtype: str, now: float) -> None:
-        """Ask a down server ``name`` again once its backoff is over (only with other servers
-        to fall back on: a lone server gets every query anyway)."""
+        """Ask a down server a real question once its backoff is over: the last one any server
+        answered, else ``name``. Only with other servers to fall back on: a lone server gets
+        every query anyway."""
         if len(self._states) < 2 or self._closed:
             return
         loop = asyncio.get_running_loop()
@@ -326,6 +343,10 @@ class UpstreamPool:
         if self._closed:
             st.probe = None
             return
+        if self._last_ok is not None:
+            # A question another server answered: the one that timed out may be broken
+            # everywhere (a dead delegation behind a resolver), which says nothing of this server.
+            name, rdtype = self._last_ok
         st.probe = asyncio.get_running_loop().create_task(self._probe(st, name, rdtype))
 
     async def _probe(self, st: _ServerState, name: str, rdtype: str) -> None:
@@ -339,8 +360,8 @@ class UpstreamPool:
         alive = answer is not None and answer is not _UNREACHABLE
         if self._stats is not None:
             self._stats.inc("upstream_probes", (st.label, "up" if alive else "down"))
-        if answer is None:
-            self._failed(st, name, rdtype)  # (_try already did this for _UNREACHABLE)
+        if not alive and st.health.state == DOWN and st.probe is None and not self._closed:
+            self._schedule_probe(st, name, rdtype, self._clock())  # _try backed it off further
 
     def _publish(self, st: _ServerState) -> None:
         """Report ``st``'s health: gauges, a log line and ``on_state`` when it went down or came back."""
@@ -359,6 +380,18 @@ class UpstreamPool:
             stats.set("upstream_srtt_seconds", h.srtt, st.labels)
             stats.set("upstream_rto_seconds", h.rto(), st.labels)
             stats.set("upstream_server_up", 0 if h.state == DOWN else 1, st.labels)
+
+    def inherit(self, old: object) -> None:
+        """Take the RTT estimates and EDNS support ``old`` (the pool this one replaces on a
+        reload) learned of the servers both have; down states are learned again."""
+        states = {st.server: st for st in getattr(old, "_states", ())}
+        for st in self._states:
+            prev = states.get(st.server)
+            if prev is not None and prev.health.measured:
+                h, p = st.health, prev.health
+                h.srtt, h.rttvar, h.measured, h.state = p.srtt, p.rttvar, True, UP
+                st.edns = prev.edns
+                self._publish(st)
 
     def health(self) -> dict[str, dict]:
         """Per server (``host:port``): state, srtt_s, rttvar_s, rto_s, failures."""
@@ -382,6 +415,7 @@ class UpstreamPool:
             await slots.acquire()  # free slot: returns without suspending
         try:
             sent = clock()
+            rto = st.health.rto()
             left = budget - (sent - t0)
             if left <= 0:  # the whole try went to waiting for a slot
                 return None
@@ -389,10 +423,13 @@ class UpstreamPool:
                 stats.inc("upstream_queries", st.labels)
             answer = await self._exchange(st, name, rdtype, left, deadline)
             rtt = clock() - sent
-            if answer is _UNREACHABLE:
-                self._failed(st, name, rdtype)
+            if self._closed:
+                return answer
+            if answer is _UNREACHABLE or answer is None and rtt >= rto:
+                self._failed(st, name, rdtype)  # no reply at all: back the server off
             elif answer is not None and answer is not _LOCAL_ERROR:
                 st.health.sample(rtt)
+                st.health.replied(answer.status not in _FAILED)
                 self._publish(st)
                 if stats is not None:
                     stats.observe("upstream_latency_seconds", rtt, st.labels)
@@ -451,6 +488,8 @@ class UpstreamPool:
     async def close(self) -> None:
         """Refuse new queries, stop probes and close every socket in flight; their queries end as ``error``."""
         self._closed = True
+        for task in list(self._background):
+            task.cancel()
         for st in self._states:
             if st.probe is not None:
                 st.probe.cancel()

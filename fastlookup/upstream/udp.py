@@ -17,7 +17,9 @@ guess the port of the current socket and the 16-bit ID of a query in
 flight), and every reply is still checked for server and port (the
 kernel, by ``connect``), ID (the socket's table of queries in flight) and
 question (``accept``). Two queries in flight with the same ID never share a
-socket: the second gets a socket of its own. ``uses=1`` is the old
+socket: the second gets a socket of its own. At most ``PENDING_MAX``
+queries are in flight on one socket (its receive buffer holds their
+replies); past that a new one is opened. ``uses=1`` is the old
 one-socket-per-query behaviour.
 
 An ICMP error on a socket (port unreachable) fails every query in flight on
@@ -41,6 +43,9 @@ __all__ = ["SOCKET_USES", "Sockets"]
 
 #: Queries sent from one source port before a new socket (port) is opened.
 SOCKET_USES = 100
+#: Queries in flight on one socket at most: its receive buffer (net.core.rmem_default,
+#: ~200 KB) must hold their replies when the loop is late to read them.
+PENDING_MAX = 64
 
 _TIMEOUT = object()
 _MAX_DATAGRAM = 65535
@@ -186,6 +191,9 @@ class Sockets:
         home = self.current
         if home is not None and (home.loop is not loop or home.fd < 0):
             home.close()  # made on another (finished) event loop, or broken
+            home = self.current = None
+        if home is not None and len(home.pending) >= PENDING_MAX:
+            home.retired = True  # full: a new socket (and port) for the next queries
             home = self.current = None
         if home is None or qid in home.pending:
             if home is not None:  # the ID is in flight on the current socket: a socket of its own
