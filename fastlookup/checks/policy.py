@@ -150,12 +150,15 @@ class PolicyEngine:
         clock: Callable[[], float] = time.monotonic,
         *,
         note_interval_s: float = NOTE_INTERVAL_S,
+        upstream_seen: UpstreamSeen | None = None,
     ) -> None:
         self.zones = zones
         self.stats = stats
         self.clock = clock
         self.notes = Notes(clock, note_interval_s)
-        self.upstream_seen = UpstreamSeen(clock)
+        # Fed by the resolver (service.py wires its ``on_upstream``); an engine
+        # nobody feeds never sees upstream answer, so ``auto`` fails open.
+        self.upstream_seen = upstream_seen if upstream_seen is not None else UpstreamSeen(clock)
         self.policies: dict[str, CompiledPolicy] = {
             name: CompiledPolicy.build(name, conf, zones) for name, conf in config.policy.items()
         }
@@ -217,15 +220,12 @@ class PolicyEngine:
             return self._finish(policy, req, get, start, [], [Reason("authenticated", None, "no lookups")], [], None)
 
         missing = False
-        fresh: dict[tuple[str, str], bool] = {}  # this call's answers from upstream: answered?
 
         def ask(name: str, rdtype: str) -> Answer | None:
             nonlocal missing
             answer = get(name, rdtype)
             if answer is None:
                 missing = True
-            elif answer[3] == "upstream":  # tempfail "auto" tells the client's DNS from ours by these
-                fresh[(name, rdtype)] = answer[0] in _ANSWERED
             return answer
 
         findings: list[_Finding] = []
@@ -313,13 +313,9 @@ class PolicyEngine:
 
         if missing:
             return None
-        # Last, once every answer of the call was seen: is the failure the client's DNS or ours?
+        # Last, once every answer of the call arrived (each one from upstream was
+        # already told to the tracker by the resolver): the client's DNS, or ours?
         seen = self.upstream_seen
-        if fresh:
-            if any(fresh.values()):
-                seen.answered()
-            else:
-                seen.failed(len(fresh))
         for check, status, mode, template in tempfails:
             if mode not in ("defer", "reject"):
                 skipped.append((check, None, status))
@@ -465,7 +461,3 @@ class PolicyEngine:
         for check, zone, status, *_ in skipped:
             self.notes(check, zone or "-", status)
         log_verdict(verdict, req.ip, name, req.helo_raw, policy.name)
-
-
-_ANSWERED = frozenset({"ok", "nxdomain", "nodata"})
-

@@ -10,9 +10,13 @@ upstream (ok, NXDOMAIN or NODATA) within the last ``WINDOW_S`` seconds, and
 upstream has not failed every question since (``MAX_STREAK`` failed
 questions in a row mean an outage started, even inside the window).
 
-The tracker is fed by the policy engine once per check with the answers that
-came from upstream for it (cache hits prove nothing about upstream now); time
-is injected (the engine's clock), so tests step it.
+The tracker is fed where answers arrive from upstream: the resolver calls
+``saw(status)`` for every answer upstream gives, whichever method asked
+(``check``, ``ptr``, ``dnsbl``, ``query``, ``batch``, a front end, a prefetch,
+a zone health probe). Cache hits (memory or the shared tier) prove nothing
+about upstream now and are not seen; a stale answer served because upstream
+failed is seen as the failure it hides. The service owns one tracker for its
+lifetime (a reload keeps it); time is injected, so tests step it.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-__all__ = ["UpstreamSeen", "WINDOW_S", "MAX_STREAK", "MODES", "defers"]
+__all__ = ["UpstreamSeen", "WINDOW_S", "MAX_STREAK", "MODES", "ANSWERED", "defers"]
 
 #: "Other questions answered in the last minute".
 WINDOW_S = 60.0
 #: Upstream questions failed in a row (none answered) that mean upstream is down.
 MAX_STREAK = 20
 MODES = ("auto", "defer", "accept")
+#: Real answers (NOERROR with records, NXDOMAIN, NODATA); servfail, refused, timeout and error are failures.
+ANSWERED = frozenset({"ok", "nxdomain", "nodata"})
 
 
 class UpstreamSeen:
@@ -44,6 +50,13 @@ class UpstreamSeen:
         """Upstream just answered a question."""
         self.last_ok = self.clock()
         self.streak = 0
+
+    def saw(self, status: str) -> None:
+        """Upstream gave ``status`` for one question (the resolver's ``on_upstream`` hook)."""
+        if status in ANSWERED:
+            self.answered()
+        else:
+            self.failed()
 
     def failed(self, n: int = 1) -> None:
         """Upstream just failed ``n`` questions (SERVFAIL, timeout...) and answered none."""
