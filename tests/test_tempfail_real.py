@@ -9,12 +9,15 @@ whether it defers depends on what upstream answered to *other* calls before it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from fastlookup.client import Client
+from fastlookup.health import ZoneHealth
+from fastlookup.service import Service
 from fastlookup.testing.service import ServiceThread, service_config
 
 CLIENT = "203.0.113.5"
@@ -73,3 +76,20 @@ def test_answers_to_other_methods_make_a_servfailing_reverse_zone_defer(
         assert "temporary failure: servfail; upstream answers other questions: the client's DNS fails" in details
     else:
         assert "skipped: servfail (upstream not answering: our outage, failed open)" in details
+
+
+@pytest.mark.slow
+def test_zone_health_probes_count_as_upstream_answers(rbldnsd, short_tmp):
+    """A round of list health probes answered by upstream (a real rbldnsd) makes upstream count as healthy."""
+    config = service_config(f"{short_tmp}/fl.sock", [rbldnsd.address], policy={"default": {"dnsbl": ["bl.test"]}})
+
+    async def main() -> tuple[bool, bool, dict]:
+        service = Service(config)
+        try:
+            before = service.upstream_seen.healthy()
+            statuses = await ZoneHealth(service).probe_all()
+            return before, service.upstream_seen.healthy(), statuses
+        finally:
+            await service.upstream.close()
+
+    assert asyncio.run(main()) == (False, True, {"bl.test": "ok"})
