@@ -258,6 +258,32 @@ def test_tempfail_tells_the_clients_dns_from_ours(tempfail, check_key, mode, bl,
         assert verdict["text"] == texts[check_key]
 
 
+@pytest.mark.parametrize(
+    "check_key, table, action, detail",
+    [
+        ("require_ptr", {(PTR, "PTR"): SERVFAIL}, "defer", "temporary failure: servfail; upstream answers other questions: the client's DNS fails"),
+        ("require_ptr", {(PTR, "PTR"): Answer("refused")}, "defer", None),
+        ("require_ptr", {(PTR, "PTR"): TIMEOUT}, "accept", "skipped: timeout (upstream not answering it in time: failed open)"),
+        ("require_ptr", {(PTR, "PTR"): Answer("error")}, "accept", None),
+        ("require_fcrdns", {(PTR, "PTR"): SERVFAIL}, "defer", "temporary failure: temperror; upstream answers other questions: the client's DNS fails"),
+        ("require_fcrdns", {(PTR, "PTR"): TIMEOUT}, "accept", "skipped: temperror (upstream not answering it in time: failed open)"),
+        ("require_fcrdns", {(PTR, "PTR"): ok("h.example"), ("h.example", "A"): SERVFAIL}, "defer", None),  # the forward zone fails
+        ("require_fcrdns", {(PTR, "PTR"): ok("h.example"), ("h.example", "A"): TIMEOUT}, "accept", None),
+        ("require_fcrdns", {(PTR, "PTR"): ok("h.example", "i.example"), ("h.example", "A"): TIMEOUT,
+                            ("i.example", "A"): SERVFAIL}, "defer", None),  # one replied: upstream is reachable
+    ],
+)
+def test_tempfail_auto_defers_only_failures_upstream_replied_to(check_key, table, action, detail):
+    """With upstream healthy, a SERVFAIL/REFUSED of the client's zone defers (450) but a timeout, no reply at all, fails open."""
+    clock = FakeClock()
+    seen = UpstreamSeen(clock)
+    seen.saw("nxdomain")  # upstream answered another question just now
+    verdict = check(make_engine({check_key: "defer"}, clock=clock, upstream_seen=seen), table)
+    assert (verdict["action"], verdict["smtp_code"]) == (action, 450 if action == "defer" else None)
+    if detail:
+        assert detail in [r["detail"] for r in verdict["reasons"]]
+
+
 # --- authenticated submissions -------------------------------------------------------
 
 @pytest.mark.parametrize(
@@ -701,7 +727,7 @@ def test_deadline_passes_and_the_check_fails_open():
     verdict = run_check(engine, upstream, {"ip": IP})
     assert (verdict["action"], verdict["fail_open"]) == ("accept", True)
     assert {r["detail"] for r in verdict["reasons"]} == {
-        "skipped: timeout", "skipped: timeout (upstream not answering: our outage, failed open)"}
+        "skipped: timeout", "skipped: timeout (upstream not answering it in time: failed open)"}
 
 
 def test_lookup_driver_get_is_used_as_is():

@@ -55,7 +55,7 @@ from .listing import dnsbl_listing, rhsbl_listing
 from .maildomain import mail_domain
 from .rules import CompiledPolicy, network_of, weight_of
 from .templates import CLASS, TXT_MAX, address, clean, listing_text, render
-from .tempfail import UpstreamSeen, defers
+from .tempfail import REPLIED, UpstreamSeen, defers
 from .verdictlog import NOTE_INTERVAL_S, Notes, log_verdict
 from .zones import Zone, ZoneRegistry
 
@@ -231,13 +231,14 @@ class PolicyEngine:
         findings: list[_Finding] = []
         notes: list[Reason] = []  # reasons that decide nothing by themselves
         skipped: list[tuple] = []  # (check, zone, status[, why])
-        tempfails: list[tuple[str, str, str, str]] = []  # (check, status, mode, template): decided last
+        tempfails: list[tuple[str, str, str, str, bool]] = []  # (check, status, mode, template, replied): decided last
         disabled = self.zones.disabled
 
         # Reverse DNS (Postfix's reject_unknown_reverse_client_hostname and
         # reject_unknown_client_hostname; RFC 7372 §3 "5.7.25").
         name: str | None = None
         fcrdns_result = None
+        confirmation = None
         if policy.want_fcrdns:
             confirmation = fcrdns(ask, ip)
             if confirmation is not None:
@@ -247,12 +248,13 @@ class PolicyEngine:
             ptr = ask(reverse_name(ip), "PTR")
             if ptr is not None:
                 if ptr.failed:
-                    tempfails.append(("ptr", ptr.status, conf.require_ptr, conf.ptr_text))
+                    tempfails.append(("ptr", ptr.status, conf.require_ptr, conf.ptr_text, ptr.status in REPLIED))
                 elif not (ptr.ok and ptr.records):
                     findings.append(_Finding(conf.require_ptr, [Reason("ptr", None, "no PTR record")], conf.ptr_text))
         if conf.require_fcrdns != "off" and fcrdns_result is not None:
             if fcrdns_result == "temperror":
-                tempfails.append(("fcrdns", "temperror", conf.require_fcrdns, conf.fcrdns_text))
+                replied = _replied(ask, ip, confirmation.names if confirmation is not None else ())
+                tempfails.append(("fcrdns", "temperror", conf.require_fcrdns, conf.fcrdns_text, replied))
             elif fcrdns_result in ("none", "fail"):
                 detail = "no PTR record" if fcrdns_result == "none" else "PTR name does not resolve back"
                 findings.append(_Finding(conf.require_fcrdns, [Reason("fcrdns", None, detail)], conf.fcrdns_text))
@@ -316,11 +318,11 @@ class PolicyEngine:
         # Last, once every answer of the call arrived (each one from upstream was
         # already told to the tracker by the resolver): the client's DNS, or ours?
         seen = self.upstream_seen
-        for check, status, mode, template in tempfails:
+        for check, status, mode, template, replied in tempfails:
             if mode not in ("defer", "reject"):
                 skipped.append((check, None, status))
                 continue
-            defer, why = defers(conf.tempfail, seen)
+            defer, why = defers(conf.tempfail, seen, replied)
             if defer:
                 reason = Reason(check, None, f"temporary failure: {status}; {why}")
                 findings.append(_Finding("defer", [reason], template, code=TEMPFAIL_CODE))
@@ -461,3 +463,17 @@ class PolicyEngine:
         for check, zone, status, *_ in skipped:
             self.notes(check, zone or "-", status)
         log_verdict(verdict, req.ip, name, req.helo_raw, policy.name)
+
+
+def _replied(ask: Get, ip: IPAddress, names: tuple[str, ...]) -> bool:
+    """Whether upstream replied (SERVFAIL, REFUSED) to a failed question behind an FCrDNS temperror.
+
+    A reply means upstream is reachable and the client's zones fail; no reply
+    at all (timeout) may be our own outage. Only on the temperror path: every
+    question asked here was answered already in this pass.
+    """
+    ptr = ask(reverse_name(ip), "PTR")
+    if ptr is not None and ptr.failed:
+        return ptr.status in REPLIED
+    rdtype = "A" if ip.version == 4 else "AAAA"
+    return any((a := ask(n, rdtype)) is not None and a.status in REPLIED for n in names)

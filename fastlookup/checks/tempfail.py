@@ -8,7 +8,10 @@ everybody's: the check fails open instead. "Upstream healthy" is a fact
 measured here, not configured: some other question got a real answer from
 upstream (ok, NXDOMAIN or NODATA) within the last ``WINDOW_S`` seconds, and
 upstream has not failed every question since (``MAX_STREAK`` failed
-questions in a row mean an outage started, even inside the window).
+questions in a row mean an outage started, even inside the window). Under
+``auto`` only a failure upstream replied to (SERVFAIL, REFUSED) can be the
+client's: a timeout is no reply at all, and when upstream has just gone dark
+the window still remembers its last answers, so a timeout fails open.
 
 The tracker is fed where answers arrive from upstream: the resolver calls
 ``saw(status)`` for every answer upstream gives, whichever method asked
@@ -24,7 +27,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-__all__ = ["UpstreamSeen", "WINDOW_S", "MAX_STREAK", "MODES", "ANSWERED", "defers"]
+__all__ = ["UpstreamSeen", "WINDOW_S", "MAX_STREAK", "MODES", "ANSWERED", "REPLIED", "defers"]
 
 #: "Other questions answered in the last minute".
 WINDOW_S = 60.0
@@ -33,6 +36,9 @@ MAX_STREAK = 20
 MODES = ("auto", "defer", "accept")
 #: Real answers (NOERROR with records, NXDOMAIN, NODATA); servfail, refused, timeout and error are failures.
 ANSWERED = frozenset({"ok", "nxdomain", "nodata"})
+#: Failures upstream replied with: it is reachable, the client's zone fails. A
+#: timeout (or a local error) is no reply at all, the first sign of our own outage.
+REPLIED = frozenset({"servfail", "refused"})
 
 
 class UpstreamSeen:
@@ -68,12 +74,20 @@ class UpstreamSeen:
         return last is not None and self.clock() - last <= self.window_s and self.streak < MAX_STREAK
 
 
-def defers(mode: str, seen: UpstreamSeen) -> tuple[bool, str]:
-    """Whether a temporary rDNS failure defers under ``tempfail = mode``, and why (for the reasons)."""
+def defers(mode: str, seen: UpstreamSeen, replied: bool = True) -> tuple[bool, str]:
+    """Whether a temporary rDNS failure defers under ``tempfail = mode``, and why (for the reasons).
+
+    ``replied``: upstream answered the failed question with SERVFAIL/REFUSED.
+    Under ``auto`` only such a failure can be the client's: when upstream goes
+    dark the tracker still remembers the last minute's answers (and hears of
+    the timeouts only after upstream's own retries), so a timeout fails open.
+    """
     if mode == "defer":
         return True, "tempfail=defer"
     if mode == "accept":
         return False, "tempfail=accept"
+    if not replied:
+        return False, "upstream not answering it in time: failed open"
     if seen.healthy():
         return True, "upstream answers other questions: the client's DNS fails"
     return False, "upstream not answering: our outage, failed open"
