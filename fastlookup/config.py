@@ -205,8 +205,9 @@ class PolicyConfig:
     fcrdns_text: str = "cannot find your hostname, [$ip]"
     sender_text: str = "Domain not found"
     # A PTR/FCrDNS lookup that fails (SERVFAIL, timeout) where require_* is defer/reject:
-    # "defer" answers 450 as Postfix does, "accept" fails open, "auto" defers only while
-    # upstream answers other questions (the client's DNS is broken, not ours).
+    # "defer" answers 450 as Postfix does, "accept" fails open, "auto" defers a SERVFAIL only
+    # while upstream answers other questions (the client's DNS is broken, not ours; any
+    # method's answers count, see checks/tempfail.py) and fails open on a timeout.
     tempfail: str = field(default="auto", metadata=_choice("auto", "defer", "accept"))
     # Authenticated submissions (SASL): "accept" without lookups (end-user IPs are on
     # PBL-style lists by design), or "check" them like any client.

@@ -189,7 +189,7 @@ class ZoneHealth:
             found = mirror.answer(qname)
             if found is not None:
                 return Answer("ok", found[0], 0, "mirror") if found[0] else Answer("nxdomain")
-        return await self.service.resolver.upstream.query(qname, "A", deadline)
+        return await self.service.resolver.ask_upstream(qname, "A", deadline)  # its answer counts for tempfail
 
     async def probe_all(self) -> dict[str, str]:
         """Probe every zone once and apply the results; ``{zone display: status}``."""

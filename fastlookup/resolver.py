@@ -14,6 +14,13 @@
 * Serve-stale (RFC 8767 §4): when upstream fails, an expired entry inside
   its stale window is answered with ``from: "stale"`` and re-served for
   ``failure_ttl_s`` before upstream is tried again.
+* Every question that reaches upstream goes through ``ask_upstream``, which
+  tells ``on_upstream`` the status upstream gave (the policy's ``tempfail``
+  tracker: is upstream answering?). Whatever method asked it (ptr, dnsbl,
+  query, batch, a front, a prefetch), it is counted once, as upstream's own
+  status: a stale answer served for a failure counts as the failure, and
+  memory or shared-tier hits prove nothing about upstream now, so the hot
+  path does no extra work.
 """
 
 from __future__ import annotations
@@ -53,8 +60,10 @@ class Resolver:
         prefetch: bool = True,
         fetch_budget_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        on_upstream: Callable[[str], None] | None = None,
     ) -> None:
         self.upstream = upstream
+        self.on_upstream = on_upstream  # told the status of every answer upstream gives
         self.memory = memory
         self.ttl = ttl
         self.shared = shared
@@ -174,7 +183,7 @@ class Resolver:
                 self.memory.put(key, entry)
                 self._hits[(rdtype, "redis")] += 1
                 return entry.answer(self.clock(), "redis")
-        answer = await self.upstream.query(name, rdtype, self.clock() + self.fetch_budget_s)
+        answer = await self.ask_upstream(name, rdtype, self.clock() + self.fetch_budget_s)
         now = self.clock()
         if shared is not None and answer.failed:
             release = getattr(shared, "release", None)
@@ -196,6 +205,19 @@ class Resolver:
             shared.put(key, entry)
         self._hits[(rdtype, "upstream")] += 1
         return Answer(answer.status, answer.records, entry.ttl if not answer.failed else 0, "upstream")
+
+    async def ask_upstream(self, name: str, rdtype: str, deadline: float) -> Answer:
+        """Upstream's own answer to one question (no cache), told to ``on_upstream``.
+
+        The one door to upstream for the resolver and the zone health probes,
+        so "upstream answered" is measured where answers arrive, whichever
+        method asked.
+        """
+        answer = await self.upstream.query(name, rdtype, deadline)
+        seen = self.on_upstream
+        if seen is not None:
+            seen(answer.status)
+        return answer
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -35,6 +35,7 @@ from . import __version__, loops, rpc
 from .cache.entry import TtlPolicy
 from .cache.memory import MemoryCache
 from .checks.policy import PolicyEngine
+from .checks.tempfail import UpstreamSeen
 from .checks.zones import ZoneRegistry
 from .config import Config, ConfigError, PolicyConfig, load_config, mask_url
 from .masking import mask_secrets
@@ -121,6 +122,9 @@ class Service:
         self._fixed_upstream = upstream is not None
         self.upstream = upstream if upstream is not None else build_upstream(config, self.stats, clock)
         self.memory = MemoryCache(config.cache.memory_entries, clock)
+        # Is upstream answering (policy key tempfail = "auto")? Fed by the resolver with
+        # every answer upstream gives, whichever method asked; kept across reloads.
+        self.upstream_seen = UpstreamSeen(clock)
         self.resolver = Resolver(
             self.upstream,
             self.memory,
@@ -129,6 +133,7 @@ class Service:
             prefetch=config.cache.prefetch,
             fetch_budget_s=self._fetch_budget(config),
             clock=clock,
+            on_upstream=self.upstream_seen.saw,
         )
         self.started_at = time.monotonic()
         # Local list mirrors (docs/mirrors.md): loaded in start(), answered by the checks.
@@ -176,7 +181,7 @@ class Service:
                     except InvalidArgument as exc:
                         raise ConfigError(f"policy.{pname}.{table}[{i}]: {exc}") from None
         try:
-            engine = PolicyEngine(config, zones, self.stats)
+            engine = PolicyEngine(config, zones, self.stats, upstream_seen=self.upstream_seen)
         except InvalidArgument as exc:
             raise ConfigError(str(exc)) from None
         default = config.policy.get("default") or PolicyConfig()

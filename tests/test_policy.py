@@ -10,7 +10,7 @@ import pytest
 from fastlookup.cache.entry import TtlPolicy
 from fastlookup.cache.memory import MemoryCache
 from fastlookup.checks.policy import PolicyEngine
-from fastlookup.checks.tempfail import MAX_STREAK
+from fastlookup.checks.tempfail import MAX_STREAK, UpstreamSeen
 from fastlookup.checks.zones import ZoneRegistry
 from fastlookup.config import load_config
 from fastlookup.errors import BadRequest, ConfigError, InvalidArgument
@@ -31,13 +31,13 @@ def ok(*records: str) -> Answer:
     return Answer("ok", records, 300)
 
 
-def make_engine(policy: dict | None = None, *, clock=None, **tables) -> PolicyEngine:
+def make_engine(policy: dict | None = None, *, clock=None, upstream_seen=None, **tables) -> PolicyEngine:
     """An engine over a config whose default policy is ``policy`` (nothing allowed by default)."""
     conf = {"allow": []}
     conf.update(policy or {})
     config = load_config(environ={}, overrides={"policy": {"default": conf}, **tables})
     zones = ZoneRegistry(config.dnsbl, config.rhsbl)
-    return PolicyEngine(config, zones, Stats(), clock or FakeClock())
+    return PolicyEngine(config, zones, Stats(), clock or FakeClock(), upstream_seen=upstream_seen)
 
 
 def table_get(table: dict, asked: list | None = None):
@@ -184,49 +184,104 @@ def test_require_fcrdns(table, action, fail_open, detail):
 # --- temporary failures: the client's DNS, or ours (tempfail) --------------------------------
 
 SERVFAIL = Answer("servfail")
-MEMORY_NX = Answer("nxdomain", (), 300, "memory")  # a cache hit proves nothing about upstream now
+BL = (f"{REV}.bl.example", "A")
+OTHER = ("other.example", "A")  # a question of another method (a, ptr, dnsbl, query...), not of the check
 
 
 @pytest.mark.parametrize(
-    "tempfail, check_key, mode, other, age_s, action, code, detail",
+    "tempfail, check_key, mode, bl, before, age_s, action, code, detail",
     [
-        # auto: another question answered by upstream (in this call, or within the minute) -> 450
-        ("auto", "require_ptr", "defer", NX, 0, "defer", 450,
+        # auto: upstream answered another question (in this call, or within the minute) -> 450
+        ("auto", "require_ptr", "defer", NX, None, 0, "defer", 450,
          "temporary failure: servfail; upstream answers other questions: the client's DNS fails"),
-        ("auto", "require_ptr", "reject", NX, 0, "defer", 450, None),  # a temporary failure never gives 5xx
-        ("auto", "require_fcrdns", "reject", NX, 0, "defer", 450, None),
-        ("auto", "require_ptr", "defer", None, 59, "defer", 450, None),  # answered 59 s ago, by an earlier call
-        ("auto", "require_ptr", "defer", None, 61, "accept", None,
+        ("auto", "require_ptr", "reject", NX, None, 0, "defer", 450, None),  # a temporary failure never gives 5xx
+        ("auto", "require_fcrdns", "reject", NX, None, 0, "defer", 450, None),
+        ("auto", "require_ptr", "defer", SERVFAIL, "other", 59, "defer", 450, None),  # another method's answer, 59 s ago
+        ("auto", "require_ptr", "defer", SERVFAIL, "other", 61, "accept", None,
          "skipped: servfail (upstream not answering: our outage, failed open)"),
-        ("auto", "require_ptr", "defer", MEMORY_NX, None, "accept", None, None),  # only cache hits: unknown health
-        ("auto", "require_ptr", "defer", SERVFAIL, None, "accept", None, None),  # everything fails: our outage
-        ("auto", "require_ptr", "defer", "outage", 10, "accept", None,  # answered 10 s ago, all failing since
+        ("auto", "require_ptr", "defer", NX, "cached", 61, "accept", None, None),  # the check's answer is a memory hit
+        ("auto", "require_ptr", "defer", NX, "stale", 61, "accept", None, None),  # a stale answer hides a failure
+        ("auto", "require_ptr", "defer", SERVFAIL, None, 0, "accept", None, None),  # everything fails: our outage
+        ("auto", "require_ptr", "defer", TIMEOUT, "outage", 10, "accept", None,  # answered 10 s ago, all failing since
          "skipped: servfail (upstream not answering: our outage, failed open)"),
-        ("auto", "require_ptr", "tag", NX, 0, "accept", None, "skipped: servfail"),  # tag never defers
-        ("defer", "require_ptr", "defer", MEMORY_NX, None, "defer", 450, "temporary failure: servfail; tempfail=defer"),
-        ("accept", "require_ptr", "reject", NX, 0, "accept", None, "skipped: servfail (tempfail=accept)"),
+        ("auto", "require_ptr", "tag", NX, None, 0, "accept", None, "skipped: servfail"),  # tag never defers
+        ("defer", "require_ptr", "defer", SERVFAIL, None, 0, "defer", 450, "temporary failure: servfail; tempfail=defer"),
+        ("accept", "require_ptr", "reject", NX, None, 0, "accept", None, "skipped: servfail (tempfail=accept)"),
     ],
 )
-def test_tempfail_tells_the_clients_dns_from_ours(tempfail, check_key, mode, other, age_s, action, code, detail):
-    """A failing PTR defers (450) while upstream answers other questions, fails open when it answers nothing."""
+def test_tempfail_tells_the_clients_dns_from_ours(tempfail, check_key, mode, bl, before, age_s, action, code, detail):
+    """A failing PTR defers (450) while upstream answers other questions, fails open when it answers nothing.
+
+    The engine and a real Resolver are wired as the service wires them: the
+    resolver tells the tracker every answer upstream gives, whichever call asked.
+    """
     clock = FakeClock()
-    engine = make_engine({tempfail and "tempfail": tempfail, check_key: mode, "dnsbl": ["bl.example"]}, clock=clock)
-    if age_s is not None and other in (None, "outage"):  # an earlier call saw upstream answer, age_s seconds ago
-        check(engine, {(PTR, "PTR"): ok("host.example.com"), ("host.example.com", "A"): ok(IP)})
-        clock.now += age_s
-    if other == "outage":  # since then, every question of other calls failed
-        for _ in range(MAX_STREAK):
-            check(engine, {(PTR, "PTR"): TIMEOUT, (f"{REV}.bl.example", "A"): TIMEOUT})
-        other = None
-    table = {(PTR, "PTR"): SERVFAIL, (f"{REV}.bl.example", "A"): other or MEMORY_NX}
-    verdict = check(engine, table)
+    seen = UpstreamSeen(clock)
+    engine = make_engine({tempfail and "tempfail": tempfail, check_key: mode, "dnsbl": ["bl.example"]}, clock=clock,
+                         upstream_seen=seen)
+    upstream = FakeUpstream({(PTR, "PTR"): SERVFAIL, BL: NX})
+    resolver = Resolver(upstream, MemoryCache(1000, clock), TtlPolicy(), prefetch=False, fetch_budget_s=2.0, clock=clock,
+                        on_upstream=seen.saw)
+
+    async def go():
+        def ask(question):
+            return resolver.resolve(*question, clock() + 1.0)
+
+        try:
+            if before == "other":  # another method's question, answered age_s seconds ago
+                await ask(OTHER)
+            elif before in ("cached", "stale"):  # the check's dnsbl question, answered age_s seconds ago
+                await ask(BL)
+            elif before == "outage":  # answered age_s seconds ago, every question failing since
+                await ask(OTHER)
+                for i in range(MAX_STREAK):
+                    upstream.set(f"q{i}.example", "A", TIMEOUT)
+                    await ask((f"q{i}.example", "A"))
+            clock.now += age_s
+            if before == "stale":  # expired now; upstream fails it, the resolver serves it stale
+                clock.now += resolver.memory.get("A:" + BL[0]).expires - clock()
+                upstream.set(*BL, TIMEOUT)
+            else:
+                upstream.set(*BL, bl)
+            evaluate = engine.prepare({"ip": IP})
+            return await run(resolver, evaluate, clock() + evaluate.deadline_s)
+        finally:
+            await resolver.close()
+
+    verdict = asyncio.run(go())
     assert (verdict["action"], verdict["smtp_code"]) == (action, code)
-    assert verdict["fail_open"] is (action == "accept")
+    assert verdict["fail_open"] is (action == "accept" or bl.failed)  # a list that fails is skipped either way
     if detail:
         assert detail in [r["detail"] for r in verdict["reasons"]]
     if action == "defer":
         texts = {"require_ptr": f"cannot find your reverse hostname, [{IP}]", "require_fcrdns": f"cannot find your hostname, [{IP}]"}
         assert verdict["text"] == texts[check_key]
+
+
+@pytest.mark.parametrize(
+    "check_key, table, action, detail",
+    [
+        ("require_ptr", {(PTR, "PTR"): SERVFAIL}, "defer", "temporary failure: servfail; upstream answers other questions: the client's DNS fails"),
+        ("require_ptr", {(PTR, "PTR"): Answer("refused")}, "defer", None),
+        ("require_ptr", {(PTR, "PTR"): TIMEOUT}, "accept", "skipped: timeout (upstream not answering it in time: failed open)"),
+        ("require_ptr", {(PTR, "PTR"): Answer("error")}, "accept", None),
+        ("require_fcrdns", {(PTR, "PTR"): SERVFAIL}, "defer", "temporary failure: temperror; upstream answers other questions: the client's DNS fails"),
+        ("require_fcrdns", {(PTR, "PTR"): TIMEOUT}, "accept", "skipped: temperror (upstream not answering it in time: failed open)"),
+        ("require_fcrdns", {(PTR, "PTR"): ok("h.example"), ("h.example", "A"): SERVFAIL}, "defer", None),  # the forward zone fails
+        ("require_fcrdns", {(PTR, "PTR"): ok("h.example"), ("h.example", "A"): TIMEOUT}, "accept", None),
+        ("require_fcrdns", {(PTR, "PTR"): ok("h.example", "i.example"), ("h.example", "A"): TIMEOUT,
+                            ("i.example", "A"): SERVFAIL}, "defer", None),  # one replied: upstream is reachable
+    ],
+)
+def test_tempfail_auto_defers_only_failures_upstream_replied_to(check_key, table, action, detail):
+    """With upstream healthy, a SERVFAIL/REFUSED of the client's zone defers (450) but a timeout, no reply at all, fails open."""
+    clock = FakeClock()
+    seen = UpstreamSeen(clock)
+    seen.saw("nxdomain")  # upstream answered another question just now
+    verdict = check(make_engine({check_key: "defer"}, clock=clock, upstream_seen=seen), table)
+    assert (verdict["action"], verdict["smtp_code"]) == (action, 450 if action == "defer" else None)
+    if detail:
+        assert detail in [r["detail"] for r in verdict["reasons"]]
 
 
 # --- authenticated submissions -------------------------------------------------------
@@ -672,7 +727,7 @@ def test_deadline_passes_and_the_check_fails_open():
     verdict = run_check(engine, upstream, {"ip": IP})
     assert (verdict["action"], verdict["fail_open"]) == ("accept", True)
     assert {r["detail"] for r in verdict["reasons"]} == {
-        "skipped: timeout", "skipped: timeout (upstream not answering: our outage, failed open)"}
+        "skipped: timeout", "skipped: timeout (upstream not answering it in time: failed open)"}
 
 
 def test_lookup_driver_get_is_used_as_is():

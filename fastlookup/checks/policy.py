@@ -55,7 +55,7 @@ from .listing import dnsbl_listing, rhsbl_listing
 from .maildomain import mail_domain
 from .rules import CompiledPolicy, network_of, weight_of
 from .templates import CLASS, TXT_MAX, address, clean, listing_text, render
-from .tempfail import UpstreamSeen, defers
+from .tempfail import REPLIED, UpstreamSeen, defers
 from .verdictlog import NOTE_INTERVAL_S, Notes, log_verdict
 from .zones import Zone, ZoneRegistry
 
@@ -150,12 +150,15 @@ class PolicyEngine:
         clock: Callable[[], float] = time.monotonic,
         *,
         note_interval_s: float = NOTE_INTERVAL_S,
+        upstream_seen: UpstreamSeen | None = None,
     ) -> None:
         self.zones = zones
         self.stats = stats
         self.clock = clock
         self.notes = Notes(clock, note_interval_s)
-        self.upstream_seen = UpstreamSeen(clock)
+        # Fed by the resolver (service.py wires its ``on_upstream``); an engine
+        # nobody feeds never sees upstream answer, so ``auto`` fails open.
+        self.upstream_seen = upstream_seen if upstream_seen is not None else UpstreamSeen(clock)
         self.policies: dict[str, CompiledPolicy] = {
             name: CompiledPolicy.build(name, conf, zones) for name, conf in config.policy.items()
         }
@@ -217,27 +220,25 @@ class PolicyEngine:
             return self._finish(policy, req, get, start, [], [Reason("authenticated", None, "no lookups")], [], None)
 
         missing = False
-        fresh: dict[tuple[str, str], bool] = {}  # this call's answers from upstream: answered?
 
         def ask(name: str, rdtype: str) -> Answer | None:
             nonlocal missing
             answer = get(name, rdtype)
             if answer is None:
                 missing = True
-            elif answer[3] == "upstream":  # tempfail "auto" tells the client's DNS from ours by these
-                fresh[(name, rdtype)] = answer[0] in _ANSWERED
             return answer
 
         findings: list[_Finding] = []
         notes: list[Reason] = []  # reasons that decide nothing by themselves
         skipped: list[tuple] = []  # (check, zone, status[, why])
-        tempfails: list[tuple[str, str, str, str]] = []  # (check, status, mode, template): decided last
+        tempfails: list[tuple[str, str, str, str, bool]] = []  # (check, status, mode, template, replied): decided last
         disabled = self.zones.disabled
 
         # Reverse DNS (Postfix's reject_unknown_reverse_client_hostname and
         # reject_unknown_client_hostname; RFC 7372 §3 "5.7.25").
         name: str | None = None
         fcrdns_result = None
+        confirmation = None
         if policy.want_fcrdns:
             confirmation = fcrdns(ask, ip)
             if confirmation is not None:
@@ -247,12 +248,13 @@ class PolicyEngine:
             ptr = ask(reverse_name(ip), "PTR")
             if ptr is not None:
                 if ptr.failed:
-                    tempfails.append(("ptr", ptr.status, conf.require_ptr, conf.ptr_text))
+                    tempfails.append(("ptr", ptr.status, conf.require_ptr, conf.ptr_text, ptr.status in REPLIED))
                 elif not (ptr.ok and ptr.records):
                     findings.append(_Finding(conf.require_ptr, [Reason("ptr", None, "no PTR record")], conf.ptr_text))
         if conf.require_fcrdns != "off" and fcrdns_result is not None:
             if fcrdns_result == "temperror":
-                tempfails.append(("fcrdns", "temperror", conf.require_fcrdns, conf.fcrdns_text))
+                replied = _replied(ask, ip, confirmation.names if confirmation is not None else ())
+                tempfails.append(("fcrdns", "temperror", conf.require_fcrdns, conf.fcrdns_text, replied))
             elif fcrdns_result in ("none", "fail"):
                 detail = "no PTR record" if fcrdns_result == "none" else "PTR name does not resolve back"
                 findings.append(_Finding(conf.require_fcrdns, [Reason("fcrdns", None, detail)], conf.fcrdns_text))
@@ -313,18 +315,14 @@ class PolicyEngine:
 
         if missing:
             return None
-        # Last, once every answer of the call was seen: is the failure the client's DNS or ours?
+        # Last, once every answer of the call arrived (each one from upstream was
+        # already told to the tracker by the resolver): the client's DNS, or ours?
         seen = self.upstream_seen
-        if fresh:
-            if any(fresh.values()):
-                seen.answered()
-            else:
-                seen.failed(len(fresh))
-        for check, status, mode, template in tempfails:
+        for check, status, mode, template, replied in tempfails:
             if mode not in ("defer", "reject"):
                 skipped.append((check, None, status))
                 continue
-            defer, why = defers(conf.tempfail, seen)
+            defer, why = defers(conf.tempfail, seen, replied)
             if defer:
                 reason = Reason(check, None, f"temporary failure: {status}; {why}")
                 findings.append(_Finding("defer", [reason], template, code=TEMPFAIL_CODE))
@@ -467,5 +465,15 @@ class PolicyEngine:
         log_verdict(verdict, req.ip, name, req.helo_raw, policy.name)
 
 
-_ANSWERED = frozenset({"ok", "nxdomain", "nodata"})
+def _replied(ask: Get, ip: IPAddress, names: tuple[str, ...]) -> bool:
+    """Whether upstream replied (SERVFAIL, REFUSED) to a failed question behind an FCrDNS temperror.
 
+    A reply means upstream is reachable and the client's zones fail; no reply
+    at all (timeout) may be our own outage. Only on the temperror path: every
+    question asked here was answered already in this pass.
+    """
+    ptr = ask(reverse_name(ip), "PTR")
+    if ptr is not None and ptr.failed:
+        return ptr.status in REPLIED
+    rdtype = "A" if ip.version == 4 else "AAAA"
+    return any((a := ask(n, rdtype)) is not None and a.status in REPLIED for n in names)

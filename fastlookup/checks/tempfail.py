@@ -8,11 +8,18 @@ everybody's: the check fails open instead. "Upstream healthy" is a fact
 measured here, not configured: some other question got a real answer from
 upstream (ok, NXDOMAIN or NODATA) within the last ``WINDOW_S`` seconds, and
 upstream has not failed every question since (``MAX_STREAK`` failed
-questions in a row mean an outage started, even inside the window).
+questions in a row mean an outage started, even inside the window). Under
+``auto`` only a failure upstream replied to (SERVFAIL, REFUSED) can be the
+client's: a timeout is no reply at all, and when upstream has just gone dark
+the window still remembers its last answers, so a timeout fails open.
 
-The tracker is fed by the policy engine once per check with the answers that
-came from upstream for it (cache hits prove nothing about upstream now); time
-is injected (the engine's clock), so tests step it.
+The tracker is fed where answers arrive from upstream: the resolver calls
+``saw(status)`` for every answer upstream gives, whichever method asked
+(``check``, ``ptr``, ``dnsbl``, ``query``, ``batch``, a front end, a prefetch,
+a zone health probe). Cache hits (memory or the shared tier) prove nothing
+about upstream now and are not seen; a stale answer served because upstream
+failed is seen as the failure it hides. The service owns one tracker for its
+lifetime (a reload keeps it); time is injected, so tests step it.
 """
 
 from __future__ import annotations
@@ -20,13 +27,18 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-__all__ = ["UpstreamSeen", "WINDOW_S", "MAX_STREAK", "MODES", "defers"]
+__all__ = ["UpstreamSeen", "WINDOW_S", "MAX_STREAK", "MODES", "ANSWERED", "REPLIED", "defers"]
 
 #: "Other questions answered in the last minute".
 WINDOW_S = 60.0
 #: Upstream questions failed in a row (none answered) that mean upstream is down.
 MAX_STREAK = 20
 MODES = ("auto", "defer", "accept")
+#: Real answers (NOERROR with records, NXDOMAIN, NODATA); servfail, refused, timeout and error are failures.
+ANSWERED = frozenset({"ok", "nxdomain", "nodata"})
+#: Failures upstream replied with: it is reachable, the client's zone fails. A
+#: timeout (or a local error) is no reply at all, the first sign of our own outage.
+REPLIED = frozenset({"servfail", "refused"})
 
 
 class UpstreamSeen:
@@ -45,6 +57,13 @@ class UpstreamSeen:
         self.last_ok = self.clock()
         self.streak = 0
 
+    def saw(self, status: str) -> None:
+        """Upstream gave ``status`` for one question (the resolver's ``on_upstream`` hook)."""
+        if status in ANSWERED:
+            self.answered()
+        else:
+            self.failed()
+
     def failed(self, n: int = 1) -> None:
         """Upstream just failed ``n`` questions (SERVFAIL, timeout...) and answered none."""
         self.streak = min(self.streak + n, 1 << 30)
@@ -55,12 +74,20 @@ class UpstreamSeen:
         return last is not None and self.clock() - last <= self.window_s and self.streak < MAX_STREAK
 
 
-def defers(mode: str, seen: UpstreamSeen) -> tuple[bool, str]:
-    """Whether a temporary rDNS failure defers under ``tempfail = mode``, and why (for the reasons)."""
+def defers(mode: str, seen: UpstreamSeen, replied: bool = True) -> tuple[bool, str]:
+    """Whether a temporary rDNS failure defers under ``tempfail = mode``, and why (for the reasons).
+
+    ``replied``: upstream answered the failed question with SERVFAIL/REFUSED.
+    Under ``auto`` only such a failure can be the client's: when upstream goes
+    dark the tracker still remembers the last minute's answers (and hears of
+    the timeouts only after upstream's own retries), so a timeout fails open.
+    """
     if mode == "defer":
         return True, "tempfail=defer"
     if mode == "accept":
         return False, "tempfail=accept"
+    if not replied:
+        return False, "upstream not answering it in time: failed open"
     if seen.healthy():
         return True, "upstream answers other questions: the client's DNS fails"
     return False, "upstream not answering: our outage, failed open"
