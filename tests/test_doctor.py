@@ -12,10 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from fastlookup.doctor import chrooted_smtpd, postfix_endpoints
-from fastlookup.testing import Rbldnsd, ServerNotFound, free_port
+from fastlookup.testing import Rbldnsd, free_port
 from fastlookup.testing.service import ServiceThread, service_config
 
 from docsnippets import blocks
+from fixtures_servers import start_or_skip
 from nonroot import open_dir
 from test_postfix_chroot import ZONES, debian_master_cf
 
@@ -90,12 +91,7 @@ def setup() -> Iterator[Setup]:
 def lists() -> Iterator[Rbldnsd]:
     """An rbldnsd serving zen.spamhaus.org's test point, as the upstream resolver doctor asks."""
     server = Rbldnsd(ZONES, ttl_s=60)
-    try:
-        server.start()
-    except ServerNotFound as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    start_or_skip(server.start, "rbldnsd")
     yield server
     server.stop()
 

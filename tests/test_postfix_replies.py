@@ -34,6 +34,7 @@ from fastlookup.testing._proc import find_binary, wait_until
 from fastlookup.testing.ports import port_is_free
 from fastlookup.testing.service import ServiceThread, service_config
 
+from fixtures_servers import skip_or_fail
 from test_postfix import BASE_MAIN_CF, MASTER_CF, PostfixInstance
 
 pytestmark = pytest.mark.slow
@@ -117,9 +118,7 @@ def mta() -> Iterator[SimpleNamespace]:
     """Test DNS on a spare 127.x:53, fastlookup (healthy and blackholed) and a Postfix with its own checks beside."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
         why = "needs root and unshare(1) for Postfix's private resolv.conf"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+        skip_or_fail(why)
     address = next((f"127.54.0.{i}" for i in range(1, 20) if port_is_free(53, "udp", f"127.54.0.{i}")), None)
     if address is None:
         pytest.fail("no spare 127.54.0.x:53 for the test DNS server")
@@ -148,9 +147,7 @@ def mta() -> Iterator[SimpleNamespace]:
             services.append(ServiceThread(dead).start())
             postfix.start()
         except ServerNotFound as exc:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"postfix fixture: {exc} (CI=true: missing binaries fail)")
-            pytest.skip(f"postfix fixture: {exc}")
+            skip_or_fail(f"postfix fixture: {exc}")
         yield SimpleNamespace(postfix=postfix, healthy=services[0], dead=services[1], dns=dns)
     finally:
         postfix.stop()
