@@ -131,11 +131,8 @@ def test_documented_setup_passes(setup, lists):
     with open(path, "w") as fh:
         fh.write(toml)
     config = load_config(path, environ={}, overrides={"server": {"socket": f"{setup.dir}/fastlookup.sock"}})
-    service = ServiceThread(config).start()
-    try:
+    with ServiceThread(config):
         done = setup.doctor(toml)
-    finally:
-        service.stop()
     assert done.returncode == 0, done.stdout + done.stderr
     assert "FAIL" not in done.stdout
     assert f"smtpd_recipient_restrictions: policy inet:127.0.0.1:{ports['10040']}: answers" in done.stdout
@@ -162,11 +159,8 @@ def test_unix_socket_is_probed_as_postfix(setup, group, fails):
     setup.postfix(f"smtpd_recipient_restrictions = check_policy_service {{ unix:{sock}, default_action=DUNNO }}", chroot=False)
     toml = f'[postfix]\nlisten = "unix:{sock}"\nlisten_group = "{group}"\n' + LISTS
     config = service_config(f"{setup.dir}/fastlookup.sock", postfix={"listen": f"unix:{sock}", "listen_group": group})
-    service = ServiceThread(config).start()
-    try:
+    with ServiceThread(config):
         done = setup.doctor(toml, "--no-resolvers")
-    finally:
-        service.stop()
     assert (done.returncode == 1) == fails, done.stdout
     if fails:
         assert "user postfix cannot connect: Permission denied" in done.stdout
@@ -200,11 +194,8 @@ def test_exim_and_tcpserver_users_are_probed(setup, tables, extra, expected):
     toml = "".join(f"[{t}]\n" + "".join(f'{k} = "{v}"\n' for k, v in keys.items()) for t, keys in tables.items())
     toml = f'[server]\nsocket = "{d}/fastlookup.sock"\n' + toml.replace("[server]\n", "") + LISTS
     config = service_config(f"{d}/fastlookup.sock", **tables)
-    service = ServiceThread(config).start()
-    try:
+    with ServiceThread(config):
         done = setup.doctor(toml, "--no-resolvers", *extra)
-    finally:
-        service.stop()
     assert expected.format(d=d) in done.stdout, done.stdout
     assert (done.returncode == 1) == expected.startswith("FAIL"), done.stdout
 
@@ -217,11 +208,8 @@ def test_socket_inside_the_jail_is_probed_from_inside(setup, group, fails):
     setup.postfix("smtpd_recipient_restrictions = check_policy_service { unix:fastlookup/policy.sock, default_action=DUNNO }")
     toml = f'[postfix]\nlisten = "unix:{sock}"\nlisten_group = "{group}"\n' + LISTS
     config = service_config(f"{setup.dir}/fastlookup.sock", postfix={"listen": f"unix:{sock}", "listen_group": group})
-    service = ServiceThread(config).start()
-    try:
+    with ServiceThread(config):
         done = setup.doctor(toml, "--no-resolvers")
-    finally:
-        service.stop()
     assert (done.returncode == 1) == fails, done.stdout
     if fails:
         assert "user postfix cannot connect inside the chroot: Permission denied" in done.stdout
