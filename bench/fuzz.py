@@ -29,6 +29,7 @@ import argparse
 import random
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 __all__ = ["main", "PARSERS", "mutate"]
@@ -130,6 +131,17 @@ def drive(coro: Any) -> Any:
     raise AssertionError("the coroutine waited")
 
 
+def answers(conn: Any, requests: Iterable[Any], errors: tuple[str, ...] = ("InvalidArgument", "BadRequest")) -> Iterator[bytes]:
+    """Each request answered by the front's own ``respond``; a request it refuses must raise one of ``errors``."""
+    for request in requests:
+        try:
+            reply = drive(conn.respond(request))
+        except Exception as exc:  # noqa: BLE001 - the front answers fallback for any failure; internal is counted
+            assert type(exc).__name__ in errors, repr(exc)
+            continue
+        yield reply
+
+
 # --- parsers ----------------------------------------------------------------------------------
 
 
@@ -193,12 +205,7 @@ def postfix_parser(rnd: random.Random) -> tuple[list[bytes], Callable[[bytes], N
             requests = conn.parse()
         except Violation:
             return
-        for request in requests:
-            try:
-                reply = drive(conn.respond(request))
-            except Exception as exc:  # noqa: BLE001 - the front answers fallback for any failure; internal is counted
-                assert type(exc).__name__ in ("InvalidArgument", "BadRequest", "UnknownMethod", "TooLarge"), repr(exc)
-                continue
+        for reply in answers(conn, requests, ("InvalidArgument", "BadRequest", "UnknownMethod", "TooLarge")):
             assert reply.startswith(b"action=") and reply.endswith(b"\n\n") and reply.count(b"\n") == 2, reply
 
     return seeds, run
@@ -219,12 +226,7 @@ def socketmap_parser(rnd: random.Random) -> tuple[list[bytes], Callable[[bytes],
             requests = conn.parse()
         except Violation:
             return
-        for request in requests:
-            try:
-                reply = drive(conn.respond(request))
-            except Exception as exc:  # noqa: BLE001
-                assert type(exc).__name__ in ("InvalidArgument", "BadRequest"), repr(exc)
-                continue
+        for reply in answers(conn, requests):
             head, _, rest = reply.partition(b":")
             assert head.isdigit() and rest.endswith(b",") and int(head) == len(rest) - 1, reply
 
@@ -248,12 +250,7 @@ def exim_parser(rnd: random.Random) -> tuple[list[bytes], Callable[[bytes], None
         conn.buffer = bytearray(data)
         conn.at_eof = False
         requests = list(conn.parse()) or list(conn.parse_eof())
-        for request in requests:
-            try:
-                reply = drive(conn.respond(request))
-            except Exception as exc:  # noqa: BLE001
-                assert type(exc).__name__ in ("InvalidArgument", "BadRequest"), repr(exc)
-                continue
+        for reply in answers(conn, requests):
             assert reply.endswith(b"\n") and reply.count(b"\n") == 1, reply
 
     return seeds, run

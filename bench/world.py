@@ -79,7 +79,7 @@ class World:
 
     def new_unbound(self, name: str = "unbound") -> Unbound:
         """A fresh unbound (empty cache) over the same servers; stopped with the world."""
-        ub = Unbound(self.workdir, self.stubs(), name).start()
+        ub = Unbound(self.stubs(), name).start()
         self._extra.append(ub)
         return ub
 
@@ -135,7 +135,7 @@ class World:
         if self.delay_rbl is not None:
             out["delay-forwarder-rbldnsd"] = self.delay_rbl.pid
         for ub in [self.unbound, *self._extra]:
-            if ub is not None and ub.child is not None:
+            if ub is not None and ub.running:
                 out[ub.name] = ub.pid
         return out
 

@@ -54,9 +54,8 @@ def claim_socket_path(
         st = os.stat(path)
     except FileNotFoundError:
         return
-    except OSError as exc:  # the parent is a regular file (EEXIST/ENOTDIR), or cannot be made (EACCES)
-        why = "is not a directory" if os.path.lexists(directory) and not os.path.isdir(directory) else exc.strerror or str(exc)
-        raise ConfigError(f"{key}: cannot use {path!r}: its directory {directory!r} {why}") from None
+    except OSError as exc:  # e.g. EACCES: the directory exists (made above) but cannot be searched
+        raise ConfigError(f"{key}: cannot use {path!r}: its directory {directory!r} {exc.strerror or exc}") from None
     if not stat.S_ISSOCK(st.st_mode):
         raise error(f"{key}: {path!r} exists and is not a socket; remove it or choose another path")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

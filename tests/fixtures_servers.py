@@ -18,6 +18,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -70,14 +71,19 @@ RBL_ZONES = {
 }
 
 
+def skip_or_fail(why: str) -> NoReturn:
+    """A missing prerequisite (binary, package, root): skip the test, or fail it under ``CI=true``."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why} (CI=true: missing prerequisites fail)")
+    pytest.skip(why)
+
+
 def start_or_skip(start: Callable[[], object], what: str) -> None:
     """Turn a missing server binary into a skip, or a failure under ``CI=true``."""
     try:
         start()
     except ServerNotFound as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{what}: {exc} (CI=true: missing binaries fail)")
-        pytest.skip(f"{what}: {exc}")
+        skip_or_fail(f"{what}: {exc}")
 
 
 def dns_zone() -> Zone:

@@ -17,6 +17,7 @@ from fastlookup.config import load_config
 from fastlookup.errors import ConfigError
 from fastlookup.testing.service import ServiceThread, service_config
 
+from fixtures_servers import skip_or_fail
 from nonroot import make_prefix, open_dir
 
 
@@ -82,9 +83,7 @@ def prefix():
     try:
         yield make_prefix(os.path.join(directory, "fastlookup"))
     except RuntimeError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        skip_or_fail(str(exc))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

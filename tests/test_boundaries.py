@@ -24,6 +24,8 @@ from fastlookup.testing._proc import wait_until
 from fastlookup.testing.ports import free_port
 from fastlookup.upstream.memory import MemoryUpstream
 
+from test_adapters import run_front, unix_exchange
+
 REJECT = {"action": "reject", "smtp_code": 554, "text": "listed", "score": 1.0,
           "reasons": [{"check": "dnsbl", "zone": "bl.test", "detail": "127.0.0.2"}], "fail_open": False}
 POLICY_ANSWER = b"action=554 5.7.1 listed\n\n"
@@ -64,20 +66,6 @@ async def _talk(path: str, data: bytes, until: bytes, count: int = 1, timeout: f
     return out
 
 
-def _serve(tmp_path, module, service, scenario):
-    path = str(tmp_path / "front.sock")
-
-    async def main():
-        listener = await module.serve("unix:" + path, service)
-        try:
-            return await scenario(path, listener)
-        finally:
-            listener.close()
-            await listener.wait_closed()
-
-    return asyncio.run(main())
-
-
 # --- Exim: a line of 4096 bytes is answered, 4097 cut; an idle connection closed ---------------------
 
 
@@ -87,7 +75,7 @@ def test_exim_line_limit_on_both_sides(tmp_path, length, answered):
     head = b"ip=192.0.2.99 helo="
     line = head + b"a" * (length - len(head))
     assert len(line) == length
-    out = _serve(tmp_path, exim, Stub(), lambda path, _: _talk(path, line + b"\n", b"\n"))
+    out = run_front(tmp_path, exim, Stub(), lambda path, _: _talk(path, line + b"\n", b"\n"))
     assert out == (b"reject 554 5.7.1 listed\n" if answered else b"")
 
 
@@ -103,7 +91,7 @@ def test_exim_idle_connection_is_closed(tmp_path, monkeypatch):
         return data
 
     service = Stub()
-    assert _serve(tmp_path, exim, service, scenario) == b""
+    assert run_front(tmp_path, exim, service, scenario) == b""
     assert service.calls == []
 
 
@@ -127,7 +115,7 @@ def _attr_line(length: int) -> bytes:
 )
 def test_postfix_limits_on_both_sides(tmp_path, request_, answered):
     """A 4096-byte attribute line and 256 attributes are answered; 4097 bytes or 257 attributes cut the client off."""
-    out = _serve(tmp_path, postfix_policy, Stub(), lambda path, _: _talk(path, request_, b"\n\n"))
+    out = run_front(tmp_path, postfix_policy, Stub(), lambda path, _: _talk(path, request_, b"\n\n"))
     assert out == (POLICY_ANSWER if answered else b"")
 
 
@@ -159,7 +147,7 @@ def test_postfix_partial_line_limit_on_both_sides(tmp_path, length, answered):
         writer.close()
         return cut, out
 
-    cut, out = _serve(tmp_path, postfix_policy, Stub(), scenario)
+    cut, out = run_front(tmp_path, postfix_policy, Stub(), scenario)
     assert (cut, out) == ((False, POLICY_ANSWER) if answered else (True, b""))
 
 
@@ -201,7 +189,7 @@ def test_postfix_client_pipelining_past_max_queued_is_paused_then_served_in_orde
     async def run(path, listener):
         return await scenario(path, listener)
 
-    (is_paused, reading, asked), out, resumed = _serve(tmp_path, postfix_policy, service, run)
+    (is_paused, reading, asked), out, resumed = run_front(tmp_path, postfix_policy, service, run)
     assert (is_paused, reading, asked) == (True, False, 1)  # one answered at a time, the rest queued, reading paused
     assert out == POLICY_ANSWER * count and resumed is True
     assert [c["ip"] for c in service.calls] == [f"192.0.2.{i + 1}" for i in range(count)]
@@ -254,29 +242,15 @@ def test_grace_s_lets_calls_in_flight_finish_then_cancels(fl_config, grace_s, an
 # --- the fronts answer, and their sockets are removed at stop ------------------------------------------------
 
 
-def _exchange(path: str, data: bytes, until: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(5)
-        sock.connect(path)
-        sock.sendall(data)
-        out = b""
-        while until not in out:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-        return out
-
-
 def test_every_front_answers_and_its_socket_is_removed_at_stop(make_service, short_tmp):
     """The policy, socketmap and Exim fronts each answer a real request; at stop every socket file is gone."""
     paths = {name: f"{short_tmp}/{name}.sock" for name in ("policy", "socketmap", "exim")}
     svc = make_service(postfix={"listen": f"unix:{paths['policy']}", "socketmap": f"unix:{paths['socketmap']}",
                                 "exim": f"unix:{paths['exim']}"})
     answers = {
-        "policy": _exchange(paths["policy"], b"client_address=192.0.2.99\n\n", b"\n\n"),
-        "socketmap": _exchange(paths["socketmap"], socketmap.netstring(b"default 192.0.2.99"), b","),
-        "exim": _exchange(paths["exim"], b"ip=192.0.2.99\n", b"\n"),
+        "policy": unix_exchange(paths["policy"], b"client_address=192.0.2.99\n\n", b"\n\n"),
+        "socketmap": unix_exchange(paths["socketmap"], socketmap.netstring(b"default 192.0.2.99"), b","),
+        "exim": unix_exchange(paths["exim"], b"ip=192.0.2.99\n", b"\n"),
     }
     assert answers["policy"].startswith(b"action=554 ") and answers["policy"].endswith(b"\n\n")
     assert answers["socketmap"].split(b":", 1)[1].startswith(b"OK 554 ")
@@ -320,9 +294,9 @@ def test_documented_metric_families_are_served_with_redis_and_fronts(make_servic
     )
     with svc.client(timeout=5) as client:
         client.check("192.0.2.99")
-    assert _exchange(f"{short_tmp}/policy.sock", b"client_address=192.0.2.1\n\n", b"\n\n").startswith(b"action=")
+    assert unix_exchange(f"{short_tmp}/policy.sock", b"client_address=192.0.2.1\n\n", b"\n\n").startswith(b"action=")
     # A client past the line limit is cut off: the front's own counter.
-    assert _exchange(f"{short_tmp}/policy.sock", b"x" * 5000 + b"\n\n", b"\n\n") == b""
+    assert unix_exchange(f"{short_tmp}/policy.sock", b"x" * 5000 + b"\n\n", b"\n\n") == b""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         body = response.read().decode("utf-8")
     served = {f.name for f in text_string_to_metric_families(body) if f.name.startswith("fastlookup_")}

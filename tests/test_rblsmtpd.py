@@ -318,25 +318,18 @@ LOG_LINE = __import__("re").compile(r"^rblsmtpd: (\S+) pid \d+: (.*)$")
 @pytest.fixture(scope="module")
 def rbl53():
     """rbldnsd serving the test zones on 127.0.0.1:PORT and on 127.53.0.x:53 (for DNSCACHEIP)."""
-    from fastlookup.testing import Rbldnsd, ServerNotFound
+    from fastlookup.testing import Rbldnsd
     from fastlookup.testing.ports import port_is_free
 
-    from fixtures_servers import RBL_ZONES
+    from fixtures_servers import RBL_ZONES, skip_or_fail, start_or_skip
 
     address = next((f"127.53.0.{i}" for i in range(1, 10) if port_is_free(53, "udp", f"127.53.0.{i}")), None)
     if address is None or os.geteuid() != 0:
         why = "no spare 127.53.0.x:53 (or not root) for the original rblsmtpd's DNSCACHEIP"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+        skip_or_fail(why)
     zones = {**RBL_ZONES, "aonly.test": [("ip4set", "127.0.0.2 :127.0.0.2:\n!127.0.0.1\n")]}  # A, no TXT
     server = Rbldnsd(zones, extra_args=["-b", f"{address}/53"])
-    try:
-        server.start()
-    except ServerNotFound as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    start_or_skip(server.start, "rbldnsd")
     server.dnscache_ip = address
     yield server
     server.stop()

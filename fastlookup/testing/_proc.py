@@ -14,9 +14,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 __all__ = [
     "ServerNotFound",
@@ -26,10 +28,15 @@ __all__ = [
     "popen",
     "udp_answers",
     "stop_process",
+    "end_child",
+    "start_on_free_port",
+    "start_python_module",
     "wait_until",
 ]
 
 _INSTALL_HINT = "run scripts/install-system.sh"
+# The directory holding the fastlookup package, so a Python child imports this same tree.
+_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class ServerNotFound(FileNotFoundError):
@@ -186,3 +193,72 @@ def popen(args: Sequence[str], *, stdin: int = subprocess.DEVNULL, **kwargs: obj
         text=True,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def end_child(proc: subprocess.Popen[str], output: OutputReader | None, timeout_s: float = 5.0) -> int | None:
+    """Stop a child we started (``stop_process``), close the stdin we hold, and let its output thread end."""
+    code = stop_process(proc, timeout_s)
+    if proc.stdin is not None:
+        proc.stdin.close()
+    if output is not None:
+        output.join()
+    return code
+
+
+def start_on_free_port(
+    pick_port: Callable[[], int],
+    launch: Callable[[int], subprocess.Popen[str]],
+    ready: Callable[[], bool],
+    *,
+    timeout_s: float,
+    what: str,
+    attempts: int = 3,
+    watch: Sequence[str] = (),
+) -> tuple[subprocess.Popen[str], OutputReader]:
+    """Start a server on a port picked just before, and return once ``ready()`` says it serves.
+
+    ``launch(port)`` records the port (the controller's config and ``ready``
+    probe use it), writes what the server needs and starts it. A free port can
+    be taken by another process between picking and binding: when the server
+    says "address already in use" it is stopped and started again on a new
+    ``pick_port()``, up to ``attempts`` times. Any other failure stops the child
+    and raises ``ServerStartError`` at once. ``what`` names the server for the
+    error and may hold ``{port}``; ``watch`` is passed to ``OutputReader``.
+    """
+    for attempt in range(attempts):
+        port = pick_port()
+        proc = launch(port)
+        output = OutputReader(proc, watch=watch)
+        try:
+            wait_until(ready, timeout_s=timeout_s, what=what.format(port=port), proc=proc, output=output.tail)
+        except ServerStartError:
+            in_use = "address already in use" in output.tail().lower()
+            end_child(proc, output)
+            if in_use and attempt + 1 < attempts:
+                continue  # another process took the free port first: pick another
+            raise
+        return proc, output
+    raise ServerStartError(f"{what}: no attempt to start")  # only when attempts < 1
+
+
+def start_python_module(
+    module: str, args: Sequence[str], *, timeout_s: float, what: str
+) -> tuple[subprocess.Popen[str], OutputReader, int]:
+    """Run ``python -m module args`` from this source tree; return after its ``READY <port>`` line.
+
+    Used for the test servers the benchmark runs as processes (so they never
+    compete with the measured code for the GIL). Its stdin is a pipe we hold:
+    such a child exits when it closes, so a killed parent leaves no stray
+    server. Returns (process, output, port); on no READY line within
+    ``timeout_s`` the child is stopped and ``ServerStartError`` names ``what``.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_SOURCE_ROOT, env.get("PYTHONPATH")) if p)
+    proc = popen([sys.executable, "-m", module, *args], stdin=subprocess.PIPE, env=env)
+    output = OutputReader(proc)
+    line = output.wait_line("READY ", timeout_s)
+    if line is None:
+        tail = output.tail()
+        end_child(proc, output)
+        raise ServerStartError(f"{what}: no READY line in {timeout_s:.0f}s\n{tail}")
+    return proc, output, int(line.split()[1])

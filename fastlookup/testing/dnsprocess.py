@@ -13,19 +13,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
-from fastlookup.testing._proc import OutputReader, ServerStartError, popen, stop_process
+from fastlookup.testing._proc import OutputReader, ServerStartError, end_child, start_python_module
 from fastlookup.testing.dnscontrol import query_count, reset_count
 from fastlookup.testing.dnszone import NameLike, RecordValues, Soa, TypeLike, Zone
 
 __all__ = ["DnsServerProcess"]
-
-# The directory holding the fastlookup package, so the child imports this same tree.
-_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class DnsServerProcess:
@@ -88,28 +83,20 @@ class DnsServerProcess:
         records = os.path.join(self._dir, "zone.json")
         with open(records, "w", encoding="utf-8") as fh:
             json.dump(self.zone.to_json(), fh)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_SOURCE_ROOT, env.get("PYTHONPATH")) if p)
-        args = [sys.executable, "-m", "fastlookup.testing.dnsserver", "--port", str(self._want_port)]
-        args += ["--records", records, "--delay-ms", str(self._delay_s * 1000.0), "--exit-on-stdin-eof"]
-        self._proc = popen(args, stdin=subprocess.PIPE, env=env)
-        self._output = OutputReader(self._proc)
-        line = self._output.wait_line("READY ", self._start_timeout_s)
-        if line is None:
-            tail = self._output.tail()
+        args = ["--port", str(self._want_port), "--records", records]
+        args += ["--delay-ms", str(self._delay_s * 1000.0), "--exit-on-stdin-eof"]
+        try:
+            self._proc, self._output, self._port = start_python_module(
+                "fastlookup.testing.dnsserver", args, timeout_s=self._start_timeout_s, what="DnsServerProcess")
+        except ServerStartError:
             self.stop()
-            raise ServerStartError(f"DnsServerProcess: no READY line in {self._start_timeout_s:.0f}s\n{tail}")
-        self._port = int(line.split()[1])
+            raise
         return self
 
     def stop(self) -> None:
         """Stop the child by pid (SIGTERM, then SIGKILL) and remove its files. Safe to call twice."""
         if self._proc is not None:
-            stop_process(self._proc)
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-            if self._output is not None:
-                self._output.join()
+            end_child(self._proc, self._output)
             self._proc = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)

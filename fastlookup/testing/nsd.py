@@ -31,7 +31,15 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from fastlookup.testing._proc import OutputReader, ServerStartError, find_binary, popen, stop_process, wait_until
+from fastlookup.testing._proc import (
+    OutputReader,
+    ServerStartError,
+    end_child,
+    find_binary,
+    popen,
+    start_on_free_port,
+    wait_until,
+)
 from fastlookup.testing.ports import free_port
 
 __all__ = ["Nsd", "zone_text"]
@@ -136,30 +144,27 @@ class Nsd:
         self._dir = tempfile.mkdtemp(prefix="fastlookup-nsd-")
         for zone in self._zones:
             self._write_zone(zone)
-        for attempt in range(_START_ATTEMPTS):
-            self._port = free_port("udp+tcp")
-            conf = os.path.join(self._dir, "nsd.conf")
-            with open(conf, "w", encoding="utf-8") as fh:
-                fh.write(self._config())
-            self._proc = popen([binary, "-d", "-c", conf])
-            self._output = OutputReader(self._proc)
-            try:
-                wait_until(
-                    lambda: all(self.serial(z) is not None for z in self._zones),
-                    timeout_s=self._start_timeout_s,
-                    what=f"nsd on 127.0.0.1@{self._port}",
-                    proc=self._proc,
-                    output=self._output.tail,
-                )
-            except ServerStartError:
-                in_use = "already in use" in self._output.tail()
-                self._kill()
-                if in_use and attempt + 1 < _START_ATTEMPTS:
-                    continue
-                self.stop()
-                raise
-            return self
-        raise ServerStartError("nsd: no free port")  # pragma: no cover - the loop returns or raises
+        try:
+            self._proc, self._output = start_on_free_port(
+                lambda: free_port("udp+tcp"),
+                lambda port: self._launch(binary, port),
+                lambda: all(self.serial(z) is not None for z in self._zones),
+                timeout_s=self._start_timeout_s,
+                what="nsd on 127.0.0.1@{port}",
+                attempts=_START_ATTEMPTS,
+            )
+        except ServerStartError:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self, binary: str, port: int) -> subprocess.Popen[str]:
+        assert self._dir is not None
+        self._port = port
+        conf = os.path.join(self._dir, "nsd.conf")
+        with open(conf, "w", encoding="utf-8") as fh:
+            fh.write(self._config())
+        return popen([binary, "-d", "-c", conf])
 
     def update(self, zone: str, text: str, serial: int) -> None:
         """Serve new text for ``zone`` (its SOA must say ``serial``): SIGHUP, then wait for the serial."""
@@ -171,16 +176,11 @@ class Nsd:
         wait_until(lambda: self.serial(zone) == serial, timeout_s=self._start_timeout_s,
                    what=f"nsd serving serial {serial} of {zone}", proc=self._proc, output=self.output)
 
-    def _kill(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc)
-            if self._output is not None:
-                self._output.join()
-            self._proc = None
-
     def stop(self) -> None:
         """Stop nsd by pid and remove its directory. Safe to call twice."""
-        self._kill()
+        if self._proc is not None:
+            end_child(self._proc, self._output)
+            self._proc = None
         self._port = 0
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)

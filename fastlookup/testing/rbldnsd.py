@@ -39,11 +39,11 @@ import dns.rdatatype
 from fastlookup.testing._proc import (
     OutputReader,
     ServerStartError,
+    end_child,
     find_binary,
     popen,
-    stop_process,
+    start_on_free_port,
     udp_answers,
-    wait_until,
 )
 from fastlookup.testing.ports import free_port
 
@@ -186,6 +186,10 @@ class Rbldnsd:
         args += [f"{zone}:{kind}:{','.join(n for n, _ in names)}" for zone, kind, names in self._datasets()]
         return args
 
+    def _launch(self, binary: str, port: int) -> subprocess.Popen[str]:
+        self._port = port
+        return popen(self._command(binary))
+
     def _answers(self) -> bool:
         """Readiness: any reply to a query in the first zone (zones load before rbldnsd serves)."""
         query = dns.message.make_query(f"2.0.0.127.{next(iter(self._zones))}.", dns.rdatatype.A)
@@ -207,26 +211,19 @@ class Rbldnsd:
             self._dir = tempfile.mkdtemp(prefix="fastlookup-rbldnsd-")
             os.chmod(self._dir, 0o755)  # readable by the -u user rbldnsd switches to
         self._write_files()
-        for attempt in range(_START_ATTEMPTS):
-            self._port = self._want_port or free_port("udp")
-            self._proc = popen(self._command(binary))
-            self._output = OutputReader(self._proc, watch=(_RELOADED, _DATA_WARNING))
-            try:
-                wait_until(
-                    self._answers,
-                    timeout_s=self._start_timeout_s,
-                    what=f"rbldnsd on 127.0.0.1/{self._port}",
-                    proc=self._proc,
-                    output=self._output.tail,
-                )
-            except ServerStartError:
-                in_use = "Address already in use" in self._output.tail()
-                self._kill_proc()
-                if in_use and self._want_port is None and attempt + 1 < _START_ATTEMPTS:
-                    continue  # another process took the free port first: pick another
-                self.stop()
-                raise
-            break
+        try:
+            self._proc, self._output = start_on_free_port(
+                lambda: self._want_port or free_port("udp"),
+                lambda port: self._launch(binary, port),
+                self._answers,
+                timeout_s=self._start_timeout_s,
+                what="rbldnsd on 127.0.0.1/{port}",
+                attempts=1 if self._want_port else _START_ATTEMPTS,  # a port asked for is never swapped
+                watch=(_RELOADED, _DATA_WARNING),
+            )
+        except ServerStartError:
+            self.stop()
+            raise
         # Data warnings come before rbldnsd's first "zones reloaded" line: wait for it, then judge.
         self._output.wait_for_count(_RELOADED, 1, self._start_timeout_s)
         self._check_warnings(0, "start")
@@ -264,9 +261,7 @@ class Rbldnsd:
 
     def _kill_proc(self) -> None:
         if self._proc is not None:
-            stop_process(self._proc)
-            if self._output is not None:
-                self._output.join()
+            end_child(self._proc, self._output)
             self._proc = None
 
     def stop(self) -> None:

@@ -23,13 +23,11 @@ import random
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
-from fastlookup.testing._proc import OutputReader, ServerStartError, popen, stop_process
+from fastlookup.testing._proc import OutputReader, end_child, start_python_module
 
 __all__ = ["DelayForwarder", "main"]
 
-_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 #: Queries waiting for their upstream reply at most; past it the oldest ID slot is reused.
 MAX_PENDING = 65536
 MAX_DATAGRAM = 65535
@@ -155,28 +153,16 @@ class DelayForwarder:
         return self._proc.pid
 
     def start(self) -> "DelayForwarder":
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_SOURCE_ROOT, env.get("PYTHONPATH")) if p)
-        args = [sys.executable, "-m", "fastlookup.testing.udpdelay", "--upstream", f"{self.upstream[0]}:{self.upstream[1]}",
-                "--delay-ms", str(self.delay_ms), "--spread-ms", str(self.spread_ms), "--seed", str(self.seed)]
-        self._proc = popen(args, stdin=subprocess.PIPE, env=env)
-        self._output = OutputReader(self._proc)
-        line = self._output.wait_line("READY ", self._start_timeout_s)
-        if line is None:
-            tail = self._output.tail()
-            self.stop()
-            raise ServerStartError(f"DelayForwarder: no READY line in {self._start_timeout_s:.0f}s\n{tail}")
-        self.port = int(line.split()[1])
+        args = ["--upstream", f"{self.upstream[0]}:{self.upstream[1]}", "--delay-ms", str(self.delay_ms),
+                "--spread-ms", str(self.spread_ms), "--seed", str(self.seed)]
+        self._proc, self._output, self.port = start_python_module(
+            "fastlookup.testing.udpdelay", args, timeout_s=self._start_timeout_s, what="DelayForwarder")
         return self
 
     def stop(self) -> None:
         """Stop the child by pid; safe to call twice."""
         if self._proc is not None:
-            stop_process(self._proc)
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-            if self._output is not None:
-                self._output.join()
+            end_child(self._proc, self._output)
             self._proc = None
         self.port = 0
 

@@ -28,7 +28,7 @@ import dns.query
 import dns.rdataclass
 import dns.rdatatype
 
-from fastlookup.testing._proc import OutputReader, ServerStartError, find_binary, popen, stop_process, wait_until
+from fastlookup.testing._proc import OutputReader, ServerStartError, end_child, find_binary, popen, start_on_free_port
 from fastlookup.testing.ports import free_port
 
 __all__ = ["Unbound", "unbound_config"]
@@ -106,35 +106,32 @@ class Unbound:
         """Write the config, start ``unbound -d``, return once it answers; a busy port is retried."""
         binary = find_binary("unbound")
         self._dir = tempfile.mkdtemp(prefix="fastlookup-unbound-")
-        for attempt in range(3):
-            self.port = free_port("udp+tcp")
-            path = os.path.join(self._dir, f"unbound-{self.port}.conf")
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(unbound_config(self.port, self._dir, self.stubs))
-            self._proc = popen([binary, "-d", "-c", path])
-            self._output = OutputReader(self._proc)
-            try:
-                wait_until(self._answers, timeout_s=self._start_timeout_s, what=f"unbound on 127.0.0.1@{self.port}",
-                           proc=self._proc, output=self._output.tail)
-                return self
-            except ServerStartError:
-                in_use = "address already in use" in self._output.tail().lower()
-                self._kill()
-                if not in_use or attempt == 2:
-                    self.stop()
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            self._proc, self._output = start_on_free_port(
+                lambda: free_port("udp+tcp"),
+                lambda port: self._launch(binary, port),
+                self._answers,
+                timeout_s=self._start_timeout_s,
+                what="unbound on 127.0.0.1@{port}",
+            )
+        except ServerStartError:
+            self.stop()
+            raise
+        return self
 
-    def _kill(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc)
-            if self._output is not None:
-                self._output.join()
-            self._proc = None
+    def _launch(self, binary: str, port: int) -> subprocess.Popen[str]:
+        assert self._dir is not None
+        self.port = port
+        path = os.path.join(self._dir, f"unbound-{port}.conf")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(unbound_config(port, self._dir, self.stubs))
+        return popen([binary, "-d", "-c", path])
 
     def stop(self) -> None:
         """Stop unbound by its pid and remove its files; safe to call twice."""
-        self._kill()
+        if self._proc is not None:
+            end_child(self._proc, self._output)
+            self._proc = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
