@@ -11,3 +11,10 @@ fixtures, write ``tests/fixtures_<topic>.py`` and append it below.
 """
 
 pytest_plugins = ["fixtures_servers", "fixtures_service"]
+
+# hypothesis's pytest plugin imports hypothesis lazily, in the terminal summary, when no
+# test module did; by then a run that ends with many finalizable objects can hit CPython
+# 3.11's "AST constructor recursion depth mismatch" (a GC finaliser running during the
+# assertion rewriter's compile) and crash pytest after every test passed. Importing it
+# here, at start-up, compiles it before any test has run.
+import hypothesis  # noqa: E402,F401

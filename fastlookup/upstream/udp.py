@@ -214,7 +214,9 @@ class Sockets:
             try:
                 home.sock.send(wire)  # a datagram socket never blocks on send
             except OSError as exc:
-                home.fail(exc)
+                home.fail(exc)  # fails ``ex`` too: its future is read here, so asyncio does not report it as lost
+                if ex.fut.done() and not ex.fut.cancelled():
+                    ex.fut.exception()
                 if self.current is home:
                     self.current = None
                 raise
