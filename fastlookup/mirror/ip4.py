@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from itertools import accumulate
 from typing import Sequence
 
+from .answers import Answers
 from .base import IP4, VMASK, Builder, negation, tail_ok
 from .syntax import Rr, ip4cidr, ip4mask, ip4range
 
 __all__ = ["Ip4SetBuilder", "Ip4Set", "Ip4TrieBuilder", "Ip4Trie", "INDEX_MIN"]
 
 _LEVEL_MASKS = (0xFFFFFFFF, 0xFFFFFF00, 0xFFFF0000, 0xFF000000)
-#: An ip4set part (one first octet of one level) this big gets a second-octet index.
-INDEX_MIN = 512
+#: An ip4set level with this many keys gets an index by leading bits; a smaller one is bisected whole
+INDEX_MIN = 4096
+#: The index of a big level uses at most this many leading bits (65,537 offsets, 256 KiB).
+_INDEX_BITS = 16
 
 
 # --- ip4set ---------------------------------------------------------------------
@@ -111,60 +115,112 @@ class Ip4SetBuilder(Builder):
 
 
 class Ip4Set:
-    """A frozen ip4set: four levels of ``address << 24 | value``, sorted, by first octet."""
+    """A frozen ip4set: per granularity level, most specific first, one sorted ``array('Q')``.
+
+    A key is ``address << 24 | value``. A big level (``INDEX_MIN`` keys or
+    more) also has an index by the address's leading bits (about 16 keys a
+    bucket: a bisect of 4 steps); a small one is bisected whole. A lookup is
+    one bisect per level, over one array per level whatever the first octets.
+    """
 
     family = IP4
-    __slots__ = ("levels", "values", "subst", "entries", "nbytes")
+    __slots__ = ("probes", "values", "subst", "entries", "nbytes", "answers")
 
     def __init__(self, levels: list[list[array | None]], values: tuple, subst: tuple) -> None:
-        self.levels = [
-            (tuple(_indexed(k, octet) for octet, k in enumerate(parts)), mask)
-            for parts, mask in zip(levels, _LEVEL_MASKS)
-            if any(k is not None for k in parts)
-        ]
+        total = sum(len(k) for parts in levels for k in parts if k is not None)
+        self.probes = tuple(
+            _probe(parts, mask, total) for parts, mask in zip(levels, _LEVEL_MASKS) if any(k is not None for k in parts)
+        )
         self.values = values
         self.subst = subst
-        self.entries = sum(len(k) for parts in levels for k in parts if k)
-        self.nbytes = sum(k.itemsize * len(k) for parts in levels for k in parts if k) + sum(
-            o.itemsize * len(o) for parts, _ in self.levels for p in parts if p is not None and (o := p[1]) is not None
-        )
+        self.entries = sum(len(p[2]) for p in self.probes)
+        self.nbytes = sum(k.itemsize * len(k) + (o.itemsize * len(o) if o is not None else 0) for _, _, k, o in self.probes)
+        self.answers = Answers(values, subst)
 
     def find(self, q: int) -> list[Rr] | None:
-        octet = q >> 24
-        for parts, mask in self.levels:
-            part = parts[octet]
-            if part is None:
-                continue
-            keys, offsets = part
+        for mask, shift, keys, offsets in self.probes:
             f = q & mask
+            k = f << 24
             if offsets is None:
-                i = bisect_left(keys, f << 24)
+                i = bisect_left(keys, k)
             else:
-                o2 = (f >> 16) & 255
-                i = bisect_left(keys, f << 24, offsets[o2], offsets[o2 + 1])
-            if i < len(keys) and keys[i] >> 24 == f:
+                j = f >> shift
+                i = bisect_left(keys, k, offsets[j], offsets[j + 1])
+            n = len(keys)
+            if i < n and keys[i] - k <= VMASK:
                 key = keys[i]
-                if not key & VMASK:
+                if key == k:
                     return None  # an exclusion at this level wins
                 values = self.values
                 out = [values[key & VMASK]]
                 i += 1
-                n = len(keys)
-                while i < n and keys[i] >> 24 == f:
+                while i < n and keys[i] - k <= VMASK:
                     out.append(values[keys[i] & VMASK])
                     i += 1
                 return out
         return None
 
+    def value_of(self, q: int) -> int:
+        """The one value index listing ``q`` (no list built): 0 when unlisted or excluded, -1 when
+        several values list it at its level (``find`` then gives them all)."""
+        for mask, shift, keys, offsets in self.probes:
+            f = q & mask
+            k = f << 24
+            if offsets is None:
+                i = bisect_left(keys, k)
+            else:
+                j = f >> shift
+                lo = offsets[j]
+                hi = offsets[j + 1]
+                if lo == hi:
+                    continue  # nothing in this bucket
+                i = bisect_left(keys, k, lo, hi)
+            try:
+                v = keys[i] - k  # bisect_left: keys[i] >= k; this address when the difference is a value
+            except IndexError:
+                continue
+            if v <= VMASK:
+                if not v:
+                    return 0  # an exclusion at this level wins
+                try:
+                    if keys[i + 1] - k <= VMASK:
+                        return -1
+                except IndexError:
+                    pass
+                return v
+        return 0
 
-def _indexed(keys: array | None, octet: int) -> tuple[array, array | None] | None:
-    """A part's keys and, for a big part, where each second octet starts (4 bisect steps, not 12)."""
-    if keys is None:
-        return None
-    if len(keys) < INDEX_MIN:
-        return keys, None
-    base = octet << 24
-    return keys, array("I", [bisect_left(keys, (base | o2 << 16) << 24) for o2 in range(256)] + [len(keys)])
+
+def _probe(parts: list[array | None], mask: int, total: int) -> tuple[int, int, array, array | None]:
+    """One level's (mask, shift, keys, offsets): its parts in one array and, when big, an index.
+
+    ``offsets[j]`` is where the addresses with leading bits ``j`` (``address >> shift``)
+    start, 4 bytes a bucket: about 16 keys a bucket for a level of ``INDEX_MIN`` keys or
+    more. In a big dataset (64 times that) every level gets all ``_INDEX_BITS``: at most
+    256 KiB a level, a fraction of a byte an entry, and a small level's buckets are then
+    nearly all empty, so most addresses pass it without a bisect.
+    """
+    keys = array("Q")
+    for part in parts:
+        if part is not None:
+            keys.extend(part)
+    n = len(keys)
+    if total >= 64 * INDEX_MIN:
+        bits = _INDEX_BITS
+    elif n >= INDEX_MIN:
+        bits = min(_INDEX_BITS, max(8, n.bit_length() - 4))
+    else:
+        return mask, 0, keys, None
+    shift = 32 - bits
+    if n >= 1 << bits:
+        offsets = array("I", [bisect_left(keys, j << shift << 24) for j in range(1 << bits)])
+        offsets.append(n)
+    else:  # fewer keys than buckets: count them
+        counts = [0] * ((1 << bits) + 1)
+        for key in keys:
+            counts[(key >> 24 >> shift) + 1] += 1
+        offsets = array("I", accumulate(counts))
+    return mask, shift, keys, offsets
 
 
 # --- ip4trie -------------------------------------------------------------------------
@@ -209,12 +265,13 @@ class Ip4Trie:
     """A frozen ip4trie: per prefix length (longest first) a sorted array."""
 
     family = IP4
-    __slots__ = ("lens", "values", "subst", "entries", "nbytes")
+    __slots__ = ("lens", "values", "subst", "entries", "nbytes", "answers")
 
     def __init__(self, lens: list, values: tuple, subst: tuple) -> None:
         self.lens = lens
         self.values = values
         self.subst = subst
+        self.answers = Answers(values, subst)
         self.entries = sum(len(k) for k, _ in lens)
         self.nbytes = sum(k.itemsize * len(k) for k, _ in lens)
 
@@ -226,3 +283,12 @@ class Ip4Trie:
                 v = keys[i] & VMASK
                 return [self.values[v]] if v else None
         return None
+
+    def value_of(self, q: int) -> int:
+        """The value index of the longest prefix holding ``q``; 0 when none or an exclusion."""
+        for keys, mask in self.lens:
+            k = (q & mask) << 24
+            i = bisect_left(keys, k)
+            if i < len(keys) and keys[i] - k <= VMASK:
+                return keys[i] - k
+        return 0

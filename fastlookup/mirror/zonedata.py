@@ -14,18 +14,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
+from .answers import MANY, ONE, STATIC, only_dollar
 from .datasets import COMBINED, DN, IP4, IP6
 from .syntax import ip4atos, ip6atos, to_text, txtsubst
 
 __all__ = ["ZoneData", "MirrorLoadError", "EMPTY"]
 
-_DIGITS = "0123456789"
 _inet_aton = socket.inet_aton
 _ntoa = socket.inet_ntoa
-_inet_ntoa = socket.inet_ntoa
-_to_bytes = int.to_bytes
 _from_bytes = int.from_bytes
 _HEXNIB = frozenset("0123456789abcdef")
+_inet_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
 
 EMPTY: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
@@ -69,31 +69,34 @@ class ZoneData:
         """(A records, TXT strings) rbldnsd answers for ``sub.<zone>``; ``EMPTY`` when not listed."""
         only = self.only4
         if only is not None:
-            # The hot case, one IPv4 dataset and an IPv4 query name without leading zeros:
-            # inet_aton reads it exactly as rbldnsd's dntoip4addr does, in C.
-            if sub.count(".") == 3 and sub[0] != "0" and ".0" not in sub and sub.isascii() and sub.replace(".", "").isdigit():
-                try:
-                    q = _from_bytes(_inet_aton(sub), "little")
-                except OSError:
+            # The hot case, one IPv4 dataset and a query name of four decimal labels without
+            # leading zeros: inet_pton takes exactly these (in C) and reads them as rbldnsd's
+            # dntoip4addr does; any other name takes the general way below.
+            try:
+                q = _from_bytes(_inet_pton(_AF_INET, sub), "little")
+            except (OSError, ValueError):  # not that form (ValueError: a NUL or a surrogate)
+                pass
+            else:
+                v = only.value_of(q)
+                if not v:
                     return EMPTY
-                rrs = only.find(q)
-                if not rrs:
-                    return EMPTY
-                if len(rrs) == 1 and only.subst[10] is None:  # one value, no base template: no lists
-                    a, template = rrs[0]
-                    if "$" not in template:
-                        txt = template[:254]
-                    elif _only_dollar(template):
-                        txt = template.replace("$", _inet_ntoa(_to_bytes(q, 4, "big")))[:254]
-                    else:
-                        txt = txtsubst(template, ip4atos(q), only.subst)
-                    if not txt:
-                        return (_code(a),), ()
-                    return (_code(a),), (txt if txt.isascii() else to_text(txt),)
+                if v > 0:  # one value: its prepared answer (see ``answers``)
+                    answers = only.answers
+                    kind, x, y, z = answers.memo.get(v) or answers.prepare(v)
+                    if kind == ONE:
+                        d, c, b, a = sub.split(".")  # the labels are the address's octets, reversed
+                        return x, (f"{y}{a}.{b}.{c}.{d}{z}",)
+                    if kind == STATIC:
+                        return x
+                    if kind == MANY:
+                        d, c, b, a = sub.split(".")
+                        return x, (f"{a}.{b}.{c}.{d}".join(y),)
                 codes: list[str] = []
                 txts: list[str] = []
-                _add(codes, txts, rrs, q, only.subst)
-                return tuple(codes), tuple(txts)
+                rrs = only.find(q)
+                if rrs:
+                    _add(codes, txts, rrs, q, only.subst)
+                return (tuple(codes), tuple(txts)) if codes else EMPTY
         codes = []
         txts = []
         if self.ip4 or self.ip6:
@@ -158,18 +161,6 @@ class ZoneData:
 
 
 @lru_cache(maxsize=4096)
-def _only_dollar(template: str) -> bool:
-    """True when every ``$`` of a template is the plain queried-item one (no ``$$``, ``$n``, ``$=``)."""
-    at = template.find("$")
-    while at >= 0:
-        nxt = template[at + 1 : at + 2]
-        if nxt == "$" or nxt == "=" or (nxt and nxt in _DIGITS):
-            return False
-        at = template.find("$", at + 1)
-    return True
-
-
-@lru_cache(maxsize=4096)
 def _code(a: int) -> str:
     return ip4atos(a)
 
@@ -184,7 +175,7 @@ def _add(codes: list[str], txts: list[str], rrs: Iterable, s0: str | int, subst:
         if base or "$" in template:
             if type(s0) is int:
                 s0 = ip6atos(s0.to_bytes(16, "big")) if six else _ntoa(s0.to_bytes(4, "big"))
-            txt = template.replace("$", s0)[:254] if not base and _only_dollar(template) else txtsubst(template, s0, subst)
+            txt = template.replace("$", s0)[:254] if not base and only_dollar(template) else txtsubst(template, s0, subst)
         else:
             txt = template[:254]
         if txt:
