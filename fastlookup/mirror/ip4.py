@@ -18,6 +18,8 @@ _LEVEL_MASKS = (0xFFFFFFFF, 0xFFFFFF00, 0xFFFF0000, 0xFF000000)
 INDEX_MIN = 4096
 #: The index of a big level uses at most this many leading bits (65,537 offsets, 256 KiB).
 _INDEX_BITS = 16
+#: A run of plain addresses this long is sorted and cut by first octet; a shorter one goes key by key.
+_BULK_SORT_MIN = 512
 
 
 # --- ip4set ---------------------------------------------------------------------
@@ -85,12 +87,20 @@ class Ip4SetBuilder(Builder):
         add(3, a << 24, b - a + 1, v)
 
     def bulk32(self, addrs: Sequence[int]) -> None:
-        """Plain addresses (a run of bare dotted-quad lines) with the current default value."""
+        """Plain addresses (a run of bare dotted-quad lines) with the current default value.
+
+        ``finish`` sorts every part, so a run is only cut by first octet: a short run
+        (lines with values between them) key by key, a long one sorted and cut in slices.
+        """
         self.count(len(addrs))
         v = self.value(self.def_rr)
+        parts = self.parts[0]
+        if len(addrs) < _BULK_SORT_MIN:
+            for a in addrs:
+                parts[a >> 24].append(a << 24 | v)
+            return
         keys = [a << 24 | v for a in addrs]
         keys.sort()  # one small sort (a run is bounded), then cut by first octet
-        parts = self.parts[0]
         lo = 0
         n = len(keys)
         while lo < n:
@@ -102,15 +112,13 @@ class Ip4SetBuilder(Builder):
     def finish(self) -> "Ip4Set":
         levels = []
         for parts in self.parts:
-            frozen: list[array | None] = []
+            keys = array("Q")  # the level's parts in first-octet order: one sorted array
             for part in parts:
-                if not part:
-                    frozen.append(None)
-                    continue
-                part.sort()
-                frozen.append(array("Q", dict.fromkeys(part)))  # repeats dropped (REMOVE_DUPS)
-                part.clear()
-            levels.append(frozen)
+                if part:
+                    part.sort()
+                    keys.extend(dict.fromkeys(part))  # repeats dropped (REMOVE_DUPS)
+                    part.clear()
+            levels.append(keys)
         return Ip4Set(levels, tuple(self.values), tuple(self.subst))
 
 
@@ -126,11 +134,9 @@ class Ip4Set:
     family = IP4
     __slots__ = ("probes", "values", "subst", "entries", "nbytes", "answers")
 
-    def __init__(self, levels: list[list[array | None]], values: tuple, subst: tuple) -> None:
-        total = sum(len(k) for parts in levels for k in parts if k is not None)
-        self.probes = tuple(
-            _probe(parts, mask, total) for parts, mask in zip(levels, _LEVEL_MASKS) if any(k is not None for k in parts)
-        )
+    def __init__(self, levels: list[array], values: tuple, subst: tuple) -> None:
+        total = sum(len(keys) for keys in levels)
+        self.probes = tuple(_probe(keys, mask, total) for keys, mask in zip(levels, _LEVEL_MASKS) if keys)
         self.values = values
         self.subst = subst
         self.entries = sum(len(p[2]) for p in self.probes)
@@ -191,8 +197,8 @@ class Ip4Set:
         return 0
 
 
-def _probe(parts: list[array | None], mask: int, total: int) -> tuple[int, int, array, array | None]:
-    """One level's (mask, shift, keys, offsets): its parts in one array and, when big, an index.
+def _probe(keys: array, mask: int, total: int) -> tuple[int, int, array, array | None]:
+    """One level's (mask, shift, keys, offsets): its sorted keys and, when big, an index.
 
     ``offsets[j]`` is where the addresses with leading bits ``j`` (``address >> shift``)
     start, 4 bytes a bucket: about 16 keys a bucket for a level of ``INDEX_MIN`` keys or
@@ -200,10 +206,6 @@ def _probe(parts: list[array | None], mask: int, total: int) -> tuple[int, int, 
     256 KiB a level, a fraction of a byte an entry, and a small level's buckets are then
     nearly all empty, so most addresses pass it without a bisect.
     """
-    keys = array("Q")
-    for part in parts:
-        if part is not None:
-            keys.extend(part)
     n = len(keys)
     if total >= 64 * INDEX_MIN:
         bits = _INDEX_BITS
