@@ -13,12 +13,16 @@ else (``$$``, ``$n``, ``$=``, several values, a TXT that could need the
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterable
 
-from .syntax import ip4atos, to_text
+from .syntax import ip4atos, ip6atos, to_text, txtsubst
 
-__all__ = ["Answers", "STATIC", "ONE", "MANY", "GENERAL", "MEMO_MAX", "only_dollar"]
+__all__ = ["Answers", "EMPTY", "STATIC", "ONE", "MANY", "GENERAL", "MEMO_MAX", "only_dollar", "add", "code"]
+
+EMPTY: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+_ntoa = socket.inet_ntoa
 
 #: Kinds of prepared value: the whole answer; a TXT with one ``$`` (before, after);
 #: a TXT with several (the pieces between them); built by the general path.
@@ -42,6 +46,30 @@ def only_dollar(template: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=4096)
+def code(a: int) -> str:
+    return ip4atos(a)
+
+
+def add(codes: list[str], txts: list[str], rrs: Iterable, s0: str | int, subst: tuple, six: bool = False) -> None:
+    """Add the records of ``rrs``; ``s0`` is ``$`` (an IP as an int is printed only when a TXT needs it)."""
+    base = subst[10]
+    for a, template in rrs:
+        c = code(a)
+        if c not in codes:
+            codes.append(c)
+        if base or "$" in template:
+            if type(s0) is int:
+                s0 = ip6atos(s0.to_bytes(16, "big")) if six else _ntoa(s0.to_bytes(4, "big"))
+            txt = template.replace("$", s0)[:254] if not base and only_dollar(template) else txtsubst(template, s0, subst)
+        else:
+            txt = template[:254]
+        if txt:
+            text = txt if txt.isascii() else to_text(txt)
+            if text not in txts:
+                txts.append(text)
+
+
 class Answers:
     """Prepared values of one IPv4 dataset: ``memo[v]`` is ``(kind, x, y, z)``.
 
@@ -58,6 +86,32 @@ class Answers:
         self.subst = subst
         self.memo: dict[int, tuple[int, Any, Any, Any]] = {}
 
+    def reply(self, v: int, sub: str, q: int, find: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The answer for address ``q`` (query labels ``sub``) listed with value ``v`` (-1: several, ``find`` them).
+
+        ``Ip4Set.answer`` has the same steps inline (its hot path); this is the one for other sets.
+        """
+        if v > 0:
+            kind, x, y, z = self.memo.get(v) or self.prepare(v)
+            if kind == ONE:
+                d, c, b, a = sub.split(".")  # the labels are the address's octets, reversed
+                return x, (f"{y}{a}.{b}.{c}.{d}{z}",)
+            if kind == STATIC:
+                return x
+            if kind == MANY:
+                d, c, b, a = sub.split(".")
+                return x, (f"{a}.{b}.{c}.{d}".join(y),)
+        return self.slow(find(q), q)
+
+    def slow(self, rrs: Any, q: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The answer built rule for rule from the values ``rrs`` listing address ``q``."""
+        if not rrs:
+            return EMPTY
+        codes: list[str] = []
+        txts: list[str] = []
+        add(codes, txts, rrs, q, self.subst)
+        return (tuple(codes), tuple(txts)) if codes else EMPTY
+
     def prepare(self, v: int) -> tuple[int, Any, Any, Any]:
         """The prepared form of value ``v`` (kept in ``memo`` while it holds fewer than ``MEMO_MAX``)."""
         entry = self._build(v)
@@ -70,7 +124,7 @@ class Answers:
         if rr is None or self.subst[10] is not None:
             return GENERAL, None, None, None
         a, template = rr
-        codes = (ip4atos(a),)
+        codes = (code(a),)
         if "$" not in template:
             txt = template[:254]
             return STATIC, ((codes, (to_text(txt),)) if txt else (codes, ())), None, None

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from array import array
+import socket
 from bisect import bisect_left
 from itertools import accumulate
 from typing import Sequence
 
-from .answers import Answers
+from .answers import EMPTY, MANY, ONE, STATIC, Answers
 from .base import IP4, VMASK, Builder, negation, tail_ok
 from .syntax import Rr, ip4cidr, ip4mask, ip4range
 
 __all__ = ["Ip4SetBuilder", "Ip4Set", "Ip4TrieBuilder", "Ip4Trie", "INDEX_MIN"]
 
+_from_bytes = int.from_bytes
+_inet_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
 _LEVEL_MASKS = (0xFFFFFFFF, 0xFFFFFF00, 0xFFFF0000, 0xFF000000)
 #: An ip4set level with this many keys gets an index by leading bits; a smaller one is bisected whole
 INDEX_MIN = 4096
@@ -166,9 +170,18 @@ class Ip4Set:
                 return out
         return None
 
-    def value_of(self, q: int) -> int:
-        """The one value index listing ``q`` (no list built): 0 when unlisted or excluded, -1 when
-        several values list it at its level (``find`` then gives them all)."""
+    def answer(self, sub: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """What rbldnsd answers for the query labels ``sub`` (``d.c.b.a``); None when they are not
+        four decimal labels without leading zeros (the caller reads those the general way).
+
+        The hot path of a mirror: inet_pton takes exactly that form (in C) and reads it as
+        rbldnsd's dntoip4addr does; the levels are probed inline and one value's answer is
+        its prepared form (``answers``), so no list is built and no frame is added.
+        """
+        try:
+            q = _from_bytes(_inet_pton(_AF_INET, sub), "little")
+        except (OSError, ValueError):  # not that form (ValueError: a NUL or a surrogate)
+            return None
         for mask, shift, keys, offsets in self.probes:
             f = q & mask
             k = f << 24
@@ -186,15 +199,27 @@ class Ip4Set:
             except IndexError:
                 continue
             if v <= VMASK:
-                if not v:
-                    return 0  # an exclusion at this level wins
-                try:
-                    if keys[i + 1] - k <= VMASK:
-                        return -1
-                except IndexError:
-                    pass
-                return v
-        return 0
+                break
+        else:
+            return EMPTY
+        if not v:
+            return EMPTY  # an exclusion at this level wins
+        try:
+            several = keys[i + 1] - k <= VMASK
+        except IndexError:
+            several = False
+        if not several:  # one value: its prepared answer (``Answers.reply`` has the same steps)
+            answers = self.answers
+            kind, x, y, z = answers.memo.get(v) or answers.prepare(v)
+            if kind == ONE:
+                d, c, b, a = sub.split(".")  # the labels are the address's octets, reversed
+                return x, (f"{y}{a}.{b}.{c}.{d}{z}",)
+            if kind == STATIC:
+                return x
+            if kind == MANY:
+                d, c, b, a = sub.split(".")
+                return x, (f"{a}.{b}.{c}.{d}".join(y),)
+        return self.answers.slow(self.find(q), q)
 
 
 def _probe(keys: array, mask: int, total: int) -> tuple[int, int, array, array | None]:
@@ -286,11 +311,16 @@ class Ip4Trie:
                 return [self.values[v]] if v else None
         return None
 
-    def value_of(self, q: int) -> int:
-        """The value index of the longest prefix holding ``q``; 0 when none or an exclusion."""
+    def answer(self, sub: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """As ``Ip4Set.answer``: the answer for four canonical decimal labels, else None."""
+        try:
+            q = _from_bytes(_inet_pton(_AF_INET, sub), "little")
+        except (OSError, ValueError):
+            return None
         for keys, mask in self.lens:
             k = (q & mask) << 24
             i = bisect_left(keys, k)
             if i < len(keys) and keys[i] - k <= VMASK:
-                return keys[i] - k
-        return 0
+                v = keys[i] - k
+                return self.answers.reply(v, sub, q, self.find) if v else EMPTY
+        return EMPTY

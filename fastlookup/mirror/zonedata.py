@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-from .answers import MANY, ONE, STATIC, only_dollar
+from .answers import EMPTY, add as _add
 from .datasets import COMBINED, DN, IP4, IP6
-from .syntax import ip4atos, ip6atos, to_text, txtsubst
 
 __all__ = ["ZoneData", "MirrorLoadError", "EMPTY"]
 
 _inet_aton = socket.inet_aton
-_ntoa = socket.inet_ntoa
 _from_bytes = int.from_bytes
 _HEXNIB = frozenset("0123456789abcdef")
-_inet_pton = socket.inet_pton
-_AF_INET = socket.AF_INET
-
-EMPTY: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
 
 class MirrorLoadError(Exception):
@@ -49,7 +42,9 @@ class ZoneData:
     ip6: tuple[Any, ...] = field(default=(), repr=False)
     dn: tuple[Any, ...] = field(default=(), repr=False)
     combined: tuple[Any, ...] = field(default=(), repr=False)
-    only4: Any = field(default=None, repr=False)  # the dataset, when one IPv4 dataset is all there is
+    #: When one IPv4 dataset is all there is, its ``answer``: the whole answer for a query
+    #: name of four canonical decimal labels (the hot case), None for any other name.
+    quick: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, datasets: Sequence[Any], **kw: Any) -> "ZoneData":
@@ -61,44 +56,23 @@ class ZoneData:
             ip6=tuple(d for d in datasets if d.family == IP6),
             dn=tuple(d for d in datasets if d.family == DN),
             combined=tuple(d for d in datasets if d.family == COMBINED),
-            only4=datasets[0] if len(datasets) == 1 and datasets[0].family == IP4 else None,
+            quick=datasets[0].answer if len(datasets) == 1 and datasets[0].family == IP4 else None,
             **kw,
         )
 
     def answer(self, sub: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(A records, TXT strings) rbldnsd answers for ``sub.<zone>``; ``EMPTY`` when not listed."""
-        only = self.only4
-        if only is not None:
-            # The hot case, one IPv4 dataset and a query name of four decimal labels without
-            # leading zeros: inet_pton takes exactly these (in C) and reads them as rbldnsd's
-            # dntoip4addr does; any other name takes the general way below.
-            try:
-                q = _from_bytes(_inet_pton(_AF_INET, sub), "little")
-            except (OSError, ValueError):  # not that form (ValueError: a NUL or a surrogate)
-                pass
-            else:
-                v = only.value_of(q)
-                if not v:
-                    return EMPTY
-                if v > 0:  # one value: its prepared answer (see ``answers``)
-                    answers = only.answers
-                    kind, x, y, z = answers.memo.get(v) or answers.prepare(v)
-                    if kind == ONE:
-                        d, c, b, a = sub.split(".")  # the labels are the address's octets, reversed
-                        return x, (f"{y}{a}.{b}.{c}.{d}{z}",)
-                    if kind == STATIC:
-                        return x
-                    if kind == MANY:
-                        d, c, b, a = sub.split(".")
-                        return x, (f"{a}.{b}.{c}.{d}".join(y),)
-                codes: list[str] = []
-                txts: list[str] = []
-                rrs = only.find(q)
-                if rrs:
-                    _add(codes, txts, rrs, q, only.subst)
-                return (tuple(codes), tuple(txts)) if codes else EMPTY
-        codes = []
-        txts = []
+        quick = self.quick
+        if quick is not None:
+            found = quick(sub)
+            if found is not None:
+                return found
+        return self.general(sub)
+
+    def general(self, sub: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``answer`` for every dataset and query form, without the one-IPv4-dataset shortcut."""
+        codes: list[str] = []
+        txts: list[str] = []
         if self.ip4 or self.ip6:
             ip4, ip6 = self._ips(sub)
             if ip4 is not None:
@@ -158,27 +132,3 @@ class ZoneData:
                     return q & 0xFFFFFFFF, None
             return None, q
         return None, None
-
-
-@lru_cache(maxsize=4096)
-def _code(a: int) -> str:
-    return ip4atos(a)
-
-
-def _add(codes: list[str], txts: list[str], rrs: Iterable, s0: str | int, subst: tuple, six: bool = False) -> None:
-    """Add the records of ``rrs``; ``s0`` is ``$`` (an IP as an int is printed only when a TXT needs it)."""
-    base = subst[10]
-    for a, template in rrs:
-        code = _code(a)
-        if code not in codes:
-            codes.append(code)
-        if base or "$" in template:
-            if type(s0) is int:
-                s0 = ip6atos(s0.to_bytes(16, "big")) if six else _ntoa(s0.to_bytes(4, "big"))
-            txt = template.replace("$", s0)[:254] if not base and only_dollar(template) else txtsubst(template, s0, subst)
-        else:
-            txt = template[:254]
-        if txt:
-            text = txt if txt.isascii() else to_text(txt)
-            if text not in txts:
-                txts.append(text)
