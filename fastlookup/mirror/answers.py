@@ -27,8 +27,8 @@ _ntoa = socket.inet_ntoa
 #: Kinds of prepared value: the whole answer; a TXT with one ``$`` (before, after);
 #: a TXT with several (the pieces between them); built by the general path.
 STATIC, ONE, MANY, GENERAL = 0, 1, 2, 3
-#: Prepared values kept per dataset; past this (a feed with a TXT per entry) the rest are built per query.
-MEMO_MAX = 65536
+#: Prepared values kept per dataset (at most ~1 MB); past this (a feed with a TXT per entry) the rest are prepared per query.
+MEMO_MAX = 4096
 _DIGITS = "0123456789"
 #: Longest dotted quad (15) less the ``$`` it replaces.
 _GROWTH = 14
