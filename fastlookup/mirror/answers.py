@@ -5,10 +5,11 @@ rbldnsd answers a listed address with the value's A record and its TXT after
 only plain ``$`` in the TXT) that work does not depend on the query but for
 the address itself, so it is done once, on the first query that needs the
 value: the A record tuple, a TXT without ``$`` as the final answer tuple, a
-TXT with ``$`` split around it so the answer is one string join. Anything
-else (``$$``, ``$n``, ``$=``, several values, a TXT that could need the
-254-byte cut or is not ASCII) is marked ``GENERAL`` and built by
-``zonedata``'s general path, rule for rule.
+TXT with ``$`` split around it so the answer is one string join. A value
+with ``$$``, ``$n`` or ``$=``, or a TXT that could meet the 254-byte cut or
+is not ASCII, is marked ``GENERAL``; it, and an address listed with several
+values, is built rule for rule by ``Answers.slow`` (``add``, which
+``ZoneData.general`` uses for every other dataset too).
 """
 
 from __future__ import annotations
