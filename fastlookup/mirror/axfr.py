@@ -53,6 +53,8 @@ class DnsZoneData:
     """An immutable index of a transferred zone: A/TXT by relative name, and every name that exists."""
 
     __slots__ = ("records", "exists", "entries", "nbytes", "loaded_at", "mtime", "serial", "warnings", "timers")
+    #: What ``Mirror.answer`` reads of a copy (as of a ``ZoneData``): no IPv4-set shortcut here.
+    quick = None
 
     def __init__(self, zone: dns.zone.Zone, loaded_at: float) -> None:
         records: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -103,6 +105,8 @@ class DnsZoneData:
                 return self.records.get("*." + parent if parent else "*", _EMPTY)
             name = parent
         return _EMPTY
+
+    general = answer  # every query form takes this one way
 
 
 class _Recorder:

@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
+from .answers import EMPTY, add as _add
 from .datasets import COMBINED, DN, IP4, IP6
-from .syntax import ip4atos, ip6atos, to_text, txtsubst
 
 __all__ = ["ZoneData", "MirrorLoadError", "EMPTY"]
 
-_DIGITS = "0123456789"
 _inet_aton = socket.inet_aton
-_ntoa = socket.inet_ntoa
-_inet_ntoa = socket.inet_ntoa
-_to_bytes = int.to_bytes
 _from_bytes = int.from_bytes
 _HEXNIB = frozenset("0123456789abcdef")
-
-EMPTY: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
 
 class MirrorLoadError(Exception):
@@ -49,7 +42,9 @@ class ZoneData:
     ip6: tuple[Any, ...] = field(default=(), repr=False)
     dn: tuple[Any, ...] = field(default=(), repr=False)
     combined: tuple[Any, ...] = field(default=(), repr=False)
-    only4: Any = field(default=None, repr=False)  # the dataset, when one IPv4 dataset is all there is
+    #: When one IPv4 dataset is all there is, its ``answer``: the whole answer for a query
+    #: name of four canonical decimal labels (the hot case), None for any other name.
+    quick: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, datasets: Sequence[Any], **kw: Any) -> "ZoneData":
@@ -61,41 +56,23 @@ class ZoneData:
             ip6=tuple(d for d in datasets if d.family == IP6),
             dn=tuple(d for d in datasets if d.family == DN),
             combined=tuple(d for d in datasets if d.family == COMBINED),
-            only4=datasets[0] if len(datasets) == 1 and datasets[0].family == IP4 else None,
+            quick=datasets[0].answer if len(datasets) == 1 and datasets[0].family == IP4 else None,
             **kw,
         )
 
     def answer(self, sub: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(A records, TXT strings) rbldnsd answers for ``sub.<zone>``; ``EMPTY`` when not listed."""
-        only = self.only4
-        if only is not None:
-            # The hot case, one IPv4 dataset and an IPv4 query name without leading zeros:
-            # inet_aton reads it exactly as rbldnsd's dntoip4addr does, in C.
-            if sub.count(".") == 3 and sub[0] != "0" and ".0" not in sub and sub.isascii() and sub.replace(".", "").isdigit():
-                try:
-                    q = _from_bytes(_inet_aton(sub), "little")
-                except OSError:
-                    return EMPTY
-                rrs = only.find(q)
-                if not rrs:
-                    return EMPTY
-                if len(rrs) == 1 and only.subst[10] is None:  # one value, no base template: no lists
-                    a, template = rrs[0]
-                    if "$" not in template:
-                        txt = template[:254]
-                    elif _only_dollar(template):
-                        txt = template.replace("$", _inet_ntoa(_to_bytes(q, 4, "big")))[:254]
-                    else:
-                        txt = txtsubst(template, ip4atos(q), only.subst)
-                    if not txt:
-                        return (_code(a),), ()
-                    return (_code(a),), (txt if txt.isascii() else to_text(txt),)
-                codes: list[str] = []
-                txts: list[str] = []
-                _add(codes, txts, rrs, q, only.subst)
-                return tuple(codes), tuple(txts)
-        codes = []
-        txts = []
+        quick = self.quick
+        if quick is not None:
+            found = quick(sub)
+            if found is not None:
+                return found
+        return self.general(sub)
+
+    def general(self, sub: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``answer`` for every dataset and query form, without the one-IPv4-dataset shortcut."""
+        codes: list[str] = []
+        txts: list[str] = []
         if self.ip4 or self.ip6:
             ip4, ip6 = self._ips(sub)
             if ip4 is not None:
@@ -155,39 +132,3 @@ class ZoneData:
                     return q & 0xFFFFFFFF, None
             return None, q
         return None, None
-
-
-@lru_cache(maxsize=4096)
-def _only_dollar(template: str) -> bool:
-    """True when every ``$`` of a template is the plain queried-item one (no ``$$``, ``$n``, ``$=``)."""
-    at = template.find("$")
-    while at >= 0:
-        nxt = template[at + 1 : at + 2]
-        if nxt == "$" or nxt == "=" or (nxt and nxt in _DIGITS):
-            return False
-        at = template.find("$", at + 1)
-    return True
-
-
-@lru_cache(maxsize=4096)
-def _code(a: int) -> str:
-    return ip4atos(a)
-
-
-def _add(codes: list[str], txts: list[str], rrs: Iterable, s0: str | int, subst: tuple, six: bool = False) -> None:
-    """Add the records of ``rrs``; ``s0`` is ``$`` (an IP as an int is printed only when a TXT needs it)."""
-    base = subst[10]
-    for a, template in rrs:
-        code = _code(a)
-        if code not in codes:
-            codes.append(code)
-        if base or "$" in template:
-            if type(s0) is int:
-                s0 = ip6atos(s0.to_bytes(16, "big")) if six else _ntoa(s0.to_bytes(4, "big"))
-            txt = template.replace("$", s0)[:254] if not base and _only_dollar(template) else txtsubst(template, s0, subst)
-        else:
-            txt = template[:254]
-        if txt:
-            text = txt if txt.isascii() else to_text(txt)
-            if text not in txts:
-                txts.append(text)
