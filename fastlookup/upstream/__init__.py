@@ -8,9 +8,13 @@ on the ``Upstream`` protocol, so its tests can use an in-memory double.
 Modules, one job each: ``servers`` (addresses, resolv.conf), ``codec``
 (bytes <-> Answer, the RFC 5452 reply gate), ``udp`` (exchanges on
 connected sockets reused for a bounded number of queries) and ``tcp`` (one
-exchange each), ``health`` (per-server RTT, backoff and order), ``pool``
-(server choice, retries, probes, bounds, deadlines, stats),
-``memory`` (an in-memory ``Upstream`` double for the resolver's unit tests).
+exchange each), ``exchange`` (one try's query and reply on one server:
+EDNS fallback, TCP on truncation), ``health`` (per-server RTT, backoff and
+order), ``state`` (each server's slots, sockets and health; a try on it,
+background probes, gauges and logs), ``pool`` (server choice, retries,
+hedging, exploration, deadlines), ``memory`` (an in-memory ``Upstream``
+double for the resolver's unit tests). Imports flow one way: ``pool`` ->
+``state`` -> ``exchange`` -> ``udp``/``tcp``/``codec``.
 """
 
 from __future__ import annotations
