@@ -9,7 +9,7 @@ from typing import Any
 
 from .syntax import DEFAULT_RR, SPACE, Rr, parse_a_txt
 
-__all__ = ["Builder", "TooMany", "MAX_VALUES", "VMASK", "IP4", "IP6", "DN", "COMBINED", "negation", "tail_ok"]
+__all__ = ["Builder", "TrieBuilder", "TooMany", "MAX_VALUES", "VMASK", "IP4", "IP6", "DN", "COMBINED", "negation", "tail_ok"]
 
 IP4, IP6, DN, COMBINED = "ip4", "ip6", "dn", "combined"
 #: Distinct values a dataset may hold (they are 24-bit indexes).
@@ -96,3 +96,26 @@ def negation(s: str) -> tuple[bool, int]:
             i += 1
         return True, i
     return False, 0
+
+
+class TrieBuilder(Builder):
+    """A longest-prefix dataset (ip4trie, ip6trie): one ``{prefix: value}`` table per prefix length."""
+
+    def __init__(self, max_entries: int) -> None:
+        super().__init__(max_entries)
+        self.by_len: dict[int, dict[int, int]] = {}
+
+    def store(self, bits: int, a: int, s: str, i: int, negated: bool) -> str:
+        """Store prefix ``a``/``bits`` with the value after column ``i``: rbldnsd's warning, or "" when stored.
+
+        A prefix already present keeps its first value (rbldnsd: "duplicated entry").
+        """
+        v, warning = self.entry_value(s, i, negated)
+        if v < 0:
+            return warning
+        table = self.by_len.setdefault(bits, {})
+        if a in table:
+            return "duplicated entry"
+        self.count()
+        table[a] = v
+        return ""

@@ -9,7 +9,7 @@ from itertools import accumulate
 from typing import Sequence
 
 from .answers import EMPTY, MANY, ONE, STATIC, Answers
-from .base import IP4, VMASK, Builder, negation, tail_ok
+from .base import IP4, VMASK, Builder, TrieBuilder, negation, tail_ok
 from .syntax import Rr, ip4cidr, ip4mask, ip4range
 
 __all__ = ["Ip4SetBuilder", "Ip4Set", "Ip4TrieBuilder", "Ip4Trie", "INDEX_MIN"]
@@ -253,11 +253,7 @@ def _probe(keys: array, mask: int, total: int) -> tuple[int, int, array, array |
 # --- ip4trie -------------------------------------------------------------------------
 
 
-class Ip4TrieBuilder(Builder):
-    def __init__(self, max_entries: int) -> None:
-        super().__init__(max_entries)
-        self.by_len: dict[int, dict[int, int]] = {}
-
+class Ip4TrieBuilder(TrieBuilder):
     def line(self, s: str) -> str:
         if s[0] == ":":
             return self.default_line(s)
@@ -269,15 +265,7 @@ class Ip4TrieBuilder(Builder):
             return "invalid range (non-zero host part)"
         if self.maxrange4 and self.maxrange4 <= (~ip4mask(bits) & 0xFFFFFFFF):
             return "too large range ignored"
-        v, warning = self.entry_value(s, i, negated)
-        if v < 0:
-            return warning
-        table = self.by_len.setdefault(bits, {})
-        if a in table:
-            return "duplicated entry"
-        self.count()
-        table[a] = v
-        return ""
+        return self.store(bits, a, s, i, negated)
 
     def finish(self) -> "Ip4Trie":
         lens = []

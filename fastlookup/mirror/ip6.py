@@ -5,7 +5,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 
-from .base import IP6, Builder, negation, tail_ok
+from .base import IP6, Builder, TrieBuilder, negation, tail_ok
 from .syntax import DEFAULT_RR, Rr, ip6cidr, ip6prefix, parse_a_txt
 
 __all__ = ["Ip6TrieBuilder", "Ip6Trie", "Ip6TSetBuilder", "Ip6TSet"]
@@ -18,12 +18,8 @@ def _mask6(bits: int) -> int:
     return ((1 << 128) - 1) ^ ((1 << (128 - bits)) - 1) if bits else 0
 
 
-class Ip6TrieBuilder(Builder):
+class Ip6TrieBuilder(TrieBuilder):
     family = IP6
-
-    def __init__(self, max_entries: int) -> None:
-        super().__init__(max_entries)
-        self.by_len: dict[int, dict[int, int]] = {}
 
     def line(self, s: str) -> str:
         if s[0] == ":" and s[1:2] != ":":
@@ -35,15 +31,7 @@ class Ip6TrieBuilder(Builder):
         a = int.from_bytes(addr, "big")
         if a & ~_mask6(bits):
             return "invalid range (non-zero host part)"
-        v, warning = self.entry_value(s, i, negated)
-        if v < 0:
-            return warning
-        table = self.by_len.setdefault(bits, {})
-        if a in table:
-            return "duplicated entry"
-        self.count()
-        table[a] = v
-        return ""
+        return self.store(bits, a, s, i, negated)
 
     def finish(self) -> "Ip6Trie":
         lens = [(self.by_len[b], _mask6(b)) for b in sorted(self.by_len, reverse=True)]
